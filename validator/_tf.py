@@ -1,0 +1,18 @@
+"""Import TensorFlow quietly. Every module that needs TF imports it from here."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import tensorflow as tf  # noqa: E402
+import keras  # noqa: E402
+
+tf.get_logger().setLevel(logging.ERROR)
+logging.getLogger("absl").setLevel(logging.ERROR)
+
+__all__ = ["tf", "keras"]
