@@ -1,0 +1,237 @@
+"""The shared heatmap engine: one forward and one backward pass per batch, in a traced tf.function.
+
+The target layer is hooked while the ORIGINAL model runs (its ``call`` is wrapped to record its output), so
+nested models work without rebuilding a Functional graph. A soft head (softmax/sigmoid) is bypassed the same
+way, so the explained score is the logit (explaining a saturated softmax gives vanishing gradients).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from validator._tf import keras, tf
+from validator.errors import ModelUsageError, UsageError
+from validator.explain.methods import METHODS
+from validator.model import LoadedModel, find_target_layer, layers_after, load_model
+
+CAM_HEAD_LAYERS = ("GlobalAveragePooling2D", "Dropout", "Dense", "Activation", "Softmax")
+
+
+class DeadMapWarning(UserWarning):
+    """Some heatmaps are all zero: the explainer found no evidence, which must not count as a pass."""
+
+
+@dataclass
+class Explanation:
+    """Heatmaps for one batch. ``maps`` are >= 0, at input resolution, not normalised."""
+
+    maps: np.ndarray  # float32 [N, H, W]
+    layer_maps: np.ndarray  # float32 [N, h, w] at the target layer's resolution
+    dead: np.ndarray  # bool [N]: the map sums to 0 (or is not finite): no explanation
+    probabilities: np.ndarray  # float32 [N, classes]
+    predicted: np.ndarray  # int [N]
+    confidence: np.ndarray  # float32 [N], probability of the predicted class
+
+
+@contextlib.contextmanager
+def _hooks(target, head_layer, head_activation, sink: list, tape):
+    """Record the target layer's output (watched by the tape) and bypass the soft head while inside."""
+    original_call = target.call
+
+    def recording_call(*args, **kwargs):
+        output = original_call(*args, **kwargs)
+        if tape is not None:
+            tape.watch(output)
+        sink.append(output)
+        return output
+
+    patched = [(target, "call", target.__dict__.get("call"))]
+    target.call = recording_call
+    if head_activation is not None:
+        if isinstance(head_layer, keras.layers.Softmax | keras.layers.Activation):
+            patched.append((head_layer, "call", head_layer.__dict__.get("call")))
+            head_layer.call = lambda inputs, *args, **kwargs: inputs
+        else:
+            patched.append((head_layer, "activation", head_layer.__dict__.get("activation")))
+            head_layer.activation = keras.activations.linear
+    try:
+        yield
+    finally:
+        for layer, attribute, previous in reversed(patched):
+            if previous is None:
+                layer.__dict__.pop(attribute, None)
+            else:
+                setattr(layer, attribute, previous)
+
+
+class Explainer:
+    """Batched CAM-family explainer for one model, one method and one target layer.
+
+    Build it once and call :meth:`explain` on as many batches as needed: the graph is traced once with a
+    fixed input signature ([None, H, W, C]), so batches of any size reuse it.
+    """
+
+    def __init__(self, model, method: str = "gradcam", layer: str | None = None, batch_size: int = 32):
+        if method not in METHODS:
+            raise UsageError(f"unknown method '{method}'; choose one of {', '.join(METHODS)}")
+        if batch_size < 1:
+            raise UsageError(f"batch size must be >= 1, got {batch_size}")
+        self.loaded: LoadedModel = load_model(model)
+        self.method = METHODS[method]
+        self.batch_size = int(batch_size)
+        self.target = find_target_layer(self.loaded.model, layer)
+        self.head_layer = self._head_layer()
+        self.cam_kernel = self._cam_kernel() if method == "cam" else None
+        self._step = self._build_step()
+
+    @property
+    def settings(self) -> dict:
+        return {
+            "method": self.method.name,
+            "layer": self.target.name,
+            "layer_shape": list(self.target.output.shape[1:]),
+            "batch_size": self.batch_size,
+            "score": "logit" if self.loaded.head_activation else "model output",
+            "input_size": list(self.loaded.input_size),
+        }
+
+    def _head_layer(self):
+        from validator.model import find_head
+
+        layer, _ = find_head(self.loaded.model)
+        return layer
+
+    def _cam_kernel(self):
+        after = layers_after(self.loaded.model, self.target)
+        kinds = [type(layer).__name__ for layer in after]
+        dense = [layer for layer in after if isinstance(layer, keras.layers.Dense)]
+        if (
+            not kinds
+            or kinds[0] != "GlobalAveragePooling2D"
+            or len(dense) != 1
+            or any(kind not in CAM_HEAD_LAYERS for kind in kinds)
+        ):
+            raise ModelUsageError(
+                f"method 'cam' needs the target layer '{self.target.name}' followed by "
+                f"GlobalAveragePooling2D -> Dense; found {' -> '.join(kinds) or 'nothing'}. "
+                "Use --method gradcam or hirescam for this model."
+            )
+        kernel = tf.constant(np.asarray(dense[0].kernel), tf.float32)
+        if self.loaded.binary_sigmoid:
+            kernel = tf.concat([-kernel, kernel], axis=1)  # class 0 is -logit, class 1 is +logit
+        return kernel
+
+    def _build_step(self):
+        loaded, method, target = self.loaded, self.method, self.target
+        height, width = loaded.input_size
+        spec = tf.TensorSpec([None, height, width, loaded.channels], tf.float32)
+
+        def class_logits(scores):
+            if loaded.binary_sigmoid:
+                return tf.concat([-scores, scores], axis=1)
+            return scores
+
+        @tf.function(input_signature=[spec, tf.TensorSpec([None], tf.int32)], reduce_retracing=True)
+        def step(images, class_ids):
+            sink: list = []
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                with _hooks(
+                    target,
+                    self.head_layer,
+                    loaded.head_activation,
+                    sink,
+                    tape if method.needs_gradient else None,
+                ):
+                    scores = loaded.model(images, training=False)
+                logits = class_logits(tf.cast(scores, tf.float32))
+                chosen = tf.gather(logits, class_ids, axis=1, batch_dims=1)
+            activations = tf.cast(sink[-1], tf.float32)
+            if method.needs_gradient:
+                gradients = tf.cast(tape.gradient(chosen, sink[-1]), tf.float32)
+                layer_maps = method.combine(activations, gradients)
+            else:
+                weights = tf.transpose(tf.gather(self.cam_kernel, class_ids, axis=1))
+                layer_maps = method.combine(activations, None, weights)
+            layer_maps = tf.nn.relu(layer_maps)
+            maps = tf.image.resize(layer_maps[..., None], (height, width), method="bilinear")[..., 0]
+            maps = tf.nn.relu(maps)  # clip again after resampling
+            if loaded.binary_sigmoid:
+                positive = tf.sigmoid(tf.cast(scores[:, 0], tf.float32))
+                probs = tf.stack([1.0 - positive, positive], axis=1)
+            elif loaded.head_activation == "sigmoid":  # multi-label head: independent probabilities
+                probs = tf.sigmoid(logits)
+            else:
+                probs = tf.nn.softmax(logits, axis=1)
+            return layer_maps, maps, probs
+
+        return step
+
+    def explain(self, images, class_ids) -> Explanation:
+        """Explain each image for its own class. images: float32 [N,H,W,C] (already preprocessed)."""
+        images = np.asarray(images, dtype=np.float32)
+        class_ids = np.asarray(class_ids).astype(np.int32).reshape(-1)
+        self._validate(images, class_ids)
+        parts = [
+            self._run(images[start : start + self.batch_size], class_ids[start : start + self.batch_size])
+            for start in range(0, len(images), self.batch_size)
+        ]
+        if not parts:
+            h, w = self.loaded.input_size
+            empty = np.zeros((0,), np.float32)
+            return Explanation(
+                np.zeros((0, h, w), np.float32),
+                np.zeros((0, 1, 1), np.float32),
+                empty.astype(bool),
+                np.zeros((0, self.loaded.num_classes), np.float32),
+                empty.astype(int),
+                empty,
+            )
+        return Explanation(*(np.concatenate(values) for values in zip(*parts, strict=True)))
+
+    def _run(self, images, class_ids):
+        layer_maps, maps, probs = self._step(tf.constant(images), tf.constant(class_ids))
+        maps = maps.numpy()
+        totals = maps.reshape(len(maps), -1).sum(axis=1)
+        dead = ~np.isfinite(totals) | (totals <= 0)
+        probs = probs.numpy()
+        predicted = probs.argmax(axis=1)
+        return (maps, layer_maps.numpy(), dead, probs, predicted, probs.max(axis=1))
+
+    def _validate(self, images, class_ids):
+        height, width = self.loaded.input_size
+        expected = (height, width, self.loaded.channels)
+        if images.ndim != 4 or images.shape[1:] != expected:
+            raise UsageError(
+                f"images have shape {images.shape}; the model expects [N, {height}, {width}, {expected[2]}]"
+            )
+        if len(class_ids) != len(images):
+            raise UsageError(f"{len(images)} images but {len(class_ids)} class ids")
+        bad = class_ids[(class_ids < 0) | (class_ids >= self.loaded.num_classes)]
+        if len(bad):
+            raise UsageError(
+                f"class id {int(bad[0])} is outside the model's {self.loaded.num_classes} classes"
+            )
+
+
+def heatmaps(
+    model, images, class_ids, method: str = "gradcam", layer: str | None = None, batch_size: int = 32
+):
+    """Heatmaps float32 [N,H,W] >= 0 at input resolution (not normalised), one per image for its class.
+
+    ``model``: a keras.Model, a path (.keras/.h5/SavedModel dir) or an MLflow URI. A dead map (sum 0: no
+    gradient reached the layer) is not an explanation: it raises a :class:`DeadMapWarning` naming the indices;
+    use :class:`Explainer` to get the per-image ``dead`` flags.
+    """
+    result = Explainer(model, method=method, layer=layer, batch_size=batch_size).explain(images, class_ids)
+    if result.dead.any():
+        indices = np.flatnonzero(result.dead).tolist()
+        warnings.warn(
+            f"{len(indices)} dead heatmap(s) (sum 0, no explanation) at indices {indices[:20]}",
+            DeadMapWarning,
+            stacklevel=2,
+        )
+    return result.maps
