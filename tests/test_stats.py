@@ -1,0 +1,198 @@
+"""Aggregation and intervals: hand-computed values, numpy oracles and coverage by simulation."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from validator.stats import AGGREGATES, Estimate, aggregate, concat_tables, summarize, wilson_interval
+
+# ---------------------------------------------------------------- Wilson
+
+
+def test_wilson_known_values():
+    lo, hi = wilson_interval(8, 10)
+    assert (round(lo, 4), round(hi, 4)) == (0.4902, 0.9433)
+    lo, hi = wilson_interval(50, 100)
+    assert (round(lo, 4), round(hi, 4)) == (0.4038, 0.5962)
+    # the edges are exact: 0 successes -> lo 0, all successes -> hi 1
+    assert wilson_interval(0, 10) == (0.0, pytest.approx(0.2775, abs=1e-4))
+    assert wilson_interval(10, 10) == (pytest.approx(0.7225, abs=1e-4), 1.0)
+    # wider at higher confidence
+    assert wilson_interval(8, 10, 0.99)[0] < 0.4902
+
+
+def test_wilson_edge_cases():
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+    with pytest.raises(ValueError, match="successes"):
+        wilson_interval(11, 10)
+    with pytest.raises(ValueError, match="confidence"):
+        wilson_interval(1, 10, confidence=95)
+
+
+def test_wilson_coverage_bernoulli():
+    n, p = 50, 0.8
+    covers = np.array([wilson_interval(k, n)[0] <= p <= wilson_interval(k, n)[1] for k in range(n + 1)])
+    exact = float((sps.binom.pmf(np.arange(n + 1), n, p) * covers).sum())
+    assert 0.93 <= exact <= 0.97  # 0.951
+    simulated = covers[np.random.default_rng(7).binomial(n, p, size=2000)].mean()
+    assert 0.93 <= simulated <= 0.975
+    assert abs(simulated - exact) < 0.015  # ~3 standard errors of 2000 draws
+
+
+# ---------------------------------------------------------------- bootstrap aggregates
+
+
+def test_bootstrap_mean_ci_coverage_on_skewed_data():
+    covered = 0
+    for trial in range(300):
+        x = np.random.default_rng(1000 + trial).exponential(scale=1.0, size=100)
+        est = aggregate(x, "mean", n_resamples=1000, seed=trial)
+        covered += est.lo <= 1.0 <= est.hi
+    assert 0.92 <= covered / 300 <= 0.98  # nominal 0.95; observed 0.957
+
+
+def test_point_estimates_match_numpy():
+    for size in (57, 200):  # odd and even n: the median interpolates for even n
+        x = np.random.default_rng(size).normal(size=size)
+        assert aggregate(x, "mean").value == pytest.approx(np.mean(x), abs=1e-12)
+        assert aggregate(x, "median").value == pytest.approx(np.median(x), abs=1e-12)
+        assert aggregate(x, "p10").value == pytest.approx(np.percentile(x, 10), abs=1e-12)
+        assert aggregate(x, "p90").value == pytest.approx(np.percentile(x, 90), abs=1e-12)
+
+
+def test_mean_ci_close_to_normal_theory():
+    x = np.random.default_rng(3).normal(5.0, 2.0, size=400)
+    est = aggregate(x, "mean")
+    half = 1.96 * x.std(ddof=1) / math.sqrt(len(x))
+    assert est.lo < est.value < est.hi
+    assert est.hi - est.lo == pytest.approx(2 * half, rel=0.1)
+    assert (est.lo + est.hi) / 2 == pytest.approx(np.mean(x), abs=0.1 * half)
+    narrow = aggregate(x, "mean", confidence=0.5)
+    assert est.lo < narrow.lo < narrow.hi < est.hi
+
+
+def test_seeded_and_reproducible():
+    x = np.random.default_rng(0).exponential(size=60)
+    assert aggregate(x, "median", seed=4) == aggregate(x, "median", seed=4)
+    assert aggregate(x, "median", seed=4).lo != aggregate(x, "median", seed=5).lo
+
+
+def test_nan_and_inf_dropped():
+    est = aggregate([1.0, np.nan, 3.0, np.inf, -np.inf], "mean")
+    assert est.value == 2.0 and est.n == 2
+    est = aggregate([1.0, np.nan, 0.0, 1.0], "rate")
+    assert est.value == pytest.approx(2 / 3) and est.n == 3
+    assert (est.lo, est.hi) == wilson_interval(2, 3)
+
+
+def test_small_and_degenerate_samples_without_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        empty = aggregate([np.nan], "mean")
+        assert empty.n == 0 and all(math.isnan(v) for v in (empty.value, empty.lo, empty.hi))
+        single = aggregate([0.7], "median")
+        assert single.value == 0.7 and single.n == 1 and math.isnan(single.lo) and math.isnan(single.hi)
+        assert math.isnan(aggregate([1.0], "rate").lo)
+        for how in ("mean", "median", "p10", "p90"):
+            const = aggregate([2.5] * 30, how)
+            assert (const.value, const.lo, const.hi, const.n) == (2.5, 2.5, 2.5, 30)
+        pair = aggregate([1.0, 2.0], "mean")
+        assert pair.lo <= 1.5 <= pair.hi
+        # p10 of mostly-zero data: every resample has p10 = 0 (BCa undefined -> percentile interval)
+        mostly_zero = aggregate([0.0] * 45 + [1.0] * 5, "p10")
+        assert (mostly_zero.value, mostly_zero.lo, mostly_zero.hi) == (0.0, 0.0, 0.0)
+
+
+def test_rate_boolean_and_thresholded():
+    flags = np.array([1, 1, 0, 1, 1, 0, 1, 1, 1, 1], dtype=float)
+    est = aggregate(flags, "rate")
+    assert est.value == 0.8 and (round(est.lo, 4), round(est.hi, 4)) == (0.4902, 0.9433)
+    lift = np.array([0.5, 1.0, 1.7, 2.0, 0.99])
+    est = aggregate(lift, "rate", threshold=1.0)  # share >= 1: three of five
+    assert est.value == pytest.approx(0.6) and (est.lo, est.hi) == wilson_interval(3, 5)
+    with pytest.raises(ValueError, match="threshold"):
+        aggregate(lift, "rate")
+
+
+def test_unknown_aggregate_lists_valid_names():
+    with pytest.raises(ValueError, match="mean, median, p10, p90, rate"):
+        aggregate([1.0, 2.0], "average")
+    assert AGGREGATES == ("mean", "median", "p10", "p90", "rate")
+
+
+def test_estimate_to_dict_is_strict_json():
+    d = Estimate("mean", 1.5, float("nan"), float("nan"), 1).to_dict()
+    assert d == {"aggregate": "mean", "value": 1.5, "lo": None, "hi": None, "n": 1}
+    json.dumps(d, allow_nan=False)
+
+
+# ---------------------------------------------------------------- summarize and tables
+
+
+def make_table(rows=200):
+    rng = np.random.default_rng(11)
+    lift = rng.gamma(2.0, 1.0, size=rows)
+    lift[::17] = np.nan  # dead maps
+    return {
+        "lift": lift,
+        "pointing_hit": (rng.random(rows) < 0.7).astype(float),
+        "my_flag": (rng.random(rows) < 0.4).astype(float),  # unregistered 0/1 column
+        "label": np.array(["tank", "car"] * (rows // 2)),
+    }
+
+
+def test_summarize_structure_and_values():
+    table = make_table()
+    slices = {"overall": np.ones(200, bool), "class=tank": table["label"] == "tank",
+              "class=none": np.zeros(200, bool)}
+    out = summarize(table, metrics=["lift", "pointing_hit", "my_flag"], slices=slices, n_resamples=500)
+    json.dumps(out, allow_nan=False)
+    assert list(out) == list(slices)
+    assert set(out["overall"]["lift"]) == {"mean", "median", "p10", "p90"}
+    assert set(out["overall"]["pointing_hit"]) == {"mean", "median", "p10", "p90", "rate"}
+    assert set(out["overall"]["my_flag"]) == {"mean", "median", "p10", "p90", "rate"}
+    for slice_name in ("overall", "class=tank"):
+        mask = slices[slice_name]
+        lift = table["lift"][mask]
+        got = out[slice_name]["lift"]
+        assert got["mean"]["n"] == np.isfinite(lift).sum()
+        assert got["mean"]["value"] == pytest.approx(np.nanmean(lift), abs=1e-12)
+        assert got["median"]["value"] == pytest.approx(np.nanmedian(lift), abs=1e-12)
+        assert got["p10"]["value"] == pytest.approx(np.nanpercentile(lift, 10), abs=1e-12)
+        assert got["p90"]["value"] == pytest.approx(np.nanpercentile(lift, 90), abs=1e-12)
+        # same seed, same resamples: identical to a separate aggregate call
+        assert got["median"] == aggregate(lift, "median", n_resamples=500).to_dict()
+        hits = table["pointing_hit"][mask]
+        rate = out[slice_name]["pointing_hit"]["rate"]
+        assert rate["value"] == pytest.approx(hits.mean())
+        assert (rate["lo"], rate["hi"]) == pytest.approx(wilson_interval(int(hits.sum()), len(hits)))
+    empty = out["class=none"]["lift"]["mean"]
+    assert empty == {"aggregate": "mean", "value": None, "lo": None, "hi": None, "n": 0}
+
+
+def test_summarize_rejects_bad_input():
+    table = make_table()
+    with pytest.raises(ValueError, match="not in the table"):
+        summarize(table, metrics=["energy"], slices={"overall": np.ones(200, bool)})
+    with pytest.raises(ValueError, match="boolean mask of 200 rows"):
+        summarize(table, metrics=["lift"], slices={"overall": np.ones(10, bool)})
+    with pytest.raises(ValueError, match="differ in length"):
+        summarize({"lift": np.ones(3), "energy": np.ones(4)}, metrics=["lift"], slices={})
+
+
+def test_concat_tables():
+    a = {"lift": np.array([1.0, 2.0]), "label": np.array(["a", "b"])}
+    b = {"label": np.array(["c"]), "lift": np.array([np.nan])}
+    merged = concat_tables(a, b)
+    assert list(merged) == ["lift", "label"]
+    np.testing.assert_array_equal(merged["lift"], [1.0, 2.0, np.nan])
+    np.testing.assert_array_equal(merged["label"], ["a", "b", "c"])
+    assert concat_tables() == {}
+    with pytest.raises(ValueError, match="missing \\['label'\\]"):
+        concat_tables(a, {"lift": np.ones(1)})

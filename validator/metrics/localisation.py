@@ -1,0 +1,221 @@
+"""Per-sample localisation scores: how much of a heatmap's evidence lies on the annotated object.
+
+Inputs are raw maps H >= 0 at input resolution (never min-max normalised: subtracting the minimum changes
+the inside/outside ratio) and per-sample boxes in the convention of ``validator.metrics.geometry``.
+Every column is a float array [N] (booleans as 0.0 / 1.0) with NaN where the score is undefined:
+
+* a dead map (sum <= 0 or any non-finite value) gets NaN for every map-derived score and ``dead`` = 1;
+* a sample whose boxes cover no pixel centre (k = 0, or slivers) gets NaN for every ``needs_box`` score.
+
+Region heats (corners, border, named regions) exclude object pixels and need no box: without one there
+is nothing to exclude.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import cv2
+import numpy as np
+
+from validator.errors import UsageError
+from validator.metrics.geometry import as_boxes, best_iou, distance_to_boxes, pad_boxes, rect_masks
+from validator.metrics.registry import CORNERS, REGION_PREFIX
+
+# Pointing-game tolerance of Zhang et al. (2016): 15 px at 224 px, scaled with the image.
+POINTING_TOLERANCE_PX = 15.0
+POINTING_REFERENCE_SIZE = 224.0
+
+
+def default_pointing_tolerance(height: int, width: int) -> float:
+    """15 px at 224 px, scaled linearly with the larger image side."""
+    return POINTING_TOLERANCE_PX * max(height, width) / POINTING_REFERENCE_SIZE
+
+
+def _check_fraction(name: str, value: float, lo: float, hi: float) -> float:
+    value = float(value)
+    if not lo < value <= hi:
+        raise UsageError(f"{name} must be in ({lo}, {hi}], got {value}")
+    return value
+
+
+def _check_maps(maps: np.ndarray) -> np.ndarray:
+    arr = np.asarray(maps)
+    if arr.ndim != 3:
+        raise ValueError(f"maps must have shape [N, H, W], got {arr.shape}")
+    arr = arr.astype(np.float64, copy=False)
+    if np.any(arr < 0):  # NaN compares False: non-finite maps are handled as dead, not rejected
+        raise ValueError(f"maps must be >= 0 (clip negatives after resampling); minimum is {np.nanmin(arr)}")
+    return arr
+
+
+def _check_regions(regions: Mapping[str, Sequence[float]] | None) -> dict[str, np.ndarray]:
+    checked = {}
+    for name, rect in (regions or {}).items():
+        r = np.asarray(rect, dtype=np.float64)
+        if not name or r.shape != (4,) or not np.all(np.isfinite(r)):
+            raise UsageError(f"region {name!r}: expected a name and four fractions (fx0, fy0, fx1, fy1), got {rect!r}")
+        if np.any(r < 0) or np.any(r > 1) or r[0] >= r[2] or r[1] >= r[3]:
+            raise UsageError(
+                f"region {name!r}: fractions must satisfy 0 <= fx0 < fx1 <= 1 and 0 <= fy0 < fy1 <= 1, got {rect!r}"
+            )
+        checked[name] = r
+    return checked
+
+
+def _pointing(heat, alive, padded, tolerance) -> np.ndarray:
+    """1.0 when every pixel attaining the map's maximum has its centre within `tolerance` of a box.
+
+    Tie rule: all tied maxima must hit, so a flat map (or one with equal peaks on and off the object)
+    is not credited with a hit it did not single out.
+    """
+    n = heat.shape[0]
+    peak = heat.max(axis=(1, 2), initial=0.0)
+    is_max = (heat == peak[:, None, None]) & alive[:, None, None]
+    idx_n, idx_r, idx_c = np.nonzero(is_max)
+    centres = np.stack([idx_c + 0.5, idx_r + 0.5], axis=1)
+    far = distance_to_boxes(centres, padded[idx_n]) > tolerance
+    misses = np.bincount(idx_n[far], minlength=n)
+    return (misses == 0).astype(np.float64)
+
+
+def _rank_accuracy(heat, in_box, box_px) -> np.ndarray:
+    """|top-K pixels ∩ B| / K with K = |B|.
+
+    Ties at the K-th value are shared: of the e pixels equal to the cut value t, K - g are needed
+    (g = pixels hotter than t), and each tied pixel counts with weight (K - g) / e. This is the expected
+    score under a random tie break, so a flat map scores A, like chance.
+    """
+    n = heat.shape[0]
+    flat = heat.reshape(n, heat.shape[1] * heat.shape[2])  # explicit size: -1 is ambiguous when n == 0
+    inside = in_box.reshape(flat.shape)
+    k = box_px
+    ordered = np.sort(flat, axis=1)
+    cut_index = flat.shape[1] - np.maximum(k, 1)
+    cut = np.take_along_axis(ordered, cut_index[:, None], axis=1)
+    hotter = flat > cut
+    tied = flat == cut
+    n_hotter = hotter.sum(axis=1)
+    n_tied = tied.sum(axis=1)
+    hit = (hotter & inside).sum(axis=1) + (k - n_hotter) * (tied & inside).sum(axis=1) / np.maximum(n_tied, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return hit / k
+
+
+def largest_component_box(heat: np.ndarray, cam_threshold: float) -> np.ndarray:
+    """Box (x0, y0, x1, y1) of the largest 8-connected component of heat >= cam_threshold * max(heat).
+
+    Ties in area go to the component that cv2 labels first (raster order of its first pixel).
+    """
+    binary = (heat >= cam_threshold * heat.max()).astype(np.uint8)
+    _, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    j = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))  # label 0 is the background
+    x, y = stats[j, cv2.CC_STAT_LEFT], stats[j, cv2.CC_STAT_TOP]
+    return np.array([x, y, x + stats[j, cv2.CC_STAT_WIDTH], y + stats[j, cv2.CC_STAT_HEIGHT]], dtype=np.float64)
+
+
+def _region_rects(height, width, corner_fraction, regions) -> dict[str, np.ndarray]:
+    """Named rectangles in pixel coordinates (corners and user regions) as [1, 4] arrays."""
+    cw, ch = corner_fraction * width, corner_fraction * height
+    corners = {
+        "tl": (0, 0, cw, ch),
+        "tr": (width - cw, 0, width, ch),
+        "bl": (0, height - ch, cw, height),
+        "br": (width - cw, height - ch, width, height),
+    }
+    rects = {f"corner_heat_{c}": np.array([corners[c]], dtype=np.float64) for c in CORNERS}
+    scale = np.array([width, height, width, height], dtype=np.float64)
+    for name, frac in regions.items():
+        rects[f"{REGION_PREFIX}{name}"] = (frac * scale)[None, :]
+    return rects
+
+
+def score_maps(
+    maps: np.ndarray,
+    boxes: Sequence[np.ndarray],
+    *,
+    regions: Mapping[str, tuple[float, float, float, float]] | None = None,
+    corner_fraction: float = 0.125,
+    border_fraction: float = 0.1,
+    pointing_tolerance: float | None = None,
+    cam_threshold: float = 0.2,
+    iou_hit: float = 0.5,
+) -> dict[str, np.ndarray]:
+    """Score a batch of heatmaps [N, H, W] against per-sample boxes (each [k, 4], k may be 0).
+
+    Returns {metric: float array [N]} with the columns registered in ``METRICS`` plus ``region_<name>``
+    for each region (fractions fx0, fy0, fx1, fy1 of width and height). ``pointing_tolerance`` defaults to
+    15 * max(H, W) / 224 pixels, measured from a pixel centre to the nearest (closed) box rectangle.
+    """
+    heat = _check_maps(maps)
+    n, height, width = heat.shape
+    if len(boxes) != n:
+        raise ValueError(f"got {n} maps but {len(boxes)} box arrays")
+    corner_fraction = _check_fraction("corner_fraction", corner_fraction, 0.0, 0.5)
+    border_fraction = _check_fraction("border_fraction", border_fraction, 0.0, 0.5)
+    cam_threshold = _check_fraction("cam_threshold", cam_threshold, 0.0, 1.0)
+    iou_hit = _check_fraction("iou_hit", iou_hit, 0.0, 1.0)
+    region_fracs = _check_regions(regions)
+    if pointing_tolerance is None:
+        pointing_tolerance = default_pointing_tolerance(height, width)
+    elif not pointing_tolerance >= 0:
+        raise UsageError(f"pointing_tolerance must be >= 0 pixels, got {pointing_tolerance}")
+
+    finite = np.isfinite(heat).all(axis=(1, 2))
+    heat = np.where(np.isfinite(heat), heat, 0.0)  # keep NaN out of the sums; such maps are dead anyway
+    total = heat.sum(axis=(1, 2))
+    dead = ~finite | ~(total > 0)
+    alive = ~dead
+    safe_total = np.where(alive, total, 1.0)
+
+    padded = pad_boxes(boxes)
+    in_box = rect_masks(padded, height, width)
+    box_px = in_box.sum(axis=(1, 2))
+    has_box = box_px > 0
+    scored = alive & has_box  # map-derived box scores exist only here
+
+    def only(values, valid):
+        return np.where(valid, values, np.nan).astype(np.float64)
+
+    area = box_px / float(height * width)
+    energy = np.sum(heat, axis=(1, 2), where=in_box) / safe_total
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lift = energy / area
+        chance = (energy - area) / (1.0 - area)
+
+    centre = np.tile([[width / 2.0, height / 2.0]], (n, 1))
+    center_hit = distance_to_boxes(centre, padded) <= pointing_tolerance
+
+    iou = np.full(n, np.nan)
+    for i in np.flatnonzero(scored):  # connected components have no batched form
+        iou[i] = best_iou(largest_component_box(heat[i], cam_threshold), as_boxes(boxes[i]), height, width)
+
+    out = {
+        "dead": dead.astype(np.float64),
+        "area": only(area, has_box),
+        "energy": only(energy, scored),
+        "lift": only(lift, scored),
+        "excess": only(energy - area, scored),
+        "chance_corrected": only(chance, scored & (box_px < height * width)),
+        "pointing_hit": only(_pointing(heat, scored, padded, pointing_tolerance), scored),
+        "center_hit": only(center_hit, has_box),
+        "rank_accuracy": only(_rank_accuracy(heat, in_box, box_px), scored),
+        "cam_box_iou": iou,
+        "cam_box_hit": only(iou >= iou_hit, scored),
+    }
+
+    outside = ~in_box
+    region_heat = {}
+    for name, rect in _region_rects(height, width, corner_fraction, region_fracs).items():
+        region = rect_masks(rect, height, width)
+        region_heat[name] = np.sum(heat, axis=(1, 2), where=region & outside) / safe_total
+    bw, bh = border_fraction * width, border_fraction * height
+    band = ~rect_masks(np.array([[bw, bh, width - bw, height - bh]]), height, width)
+    region_heat["border_heat"] = np.sum(heat, axis=(1, 2), where=band & outside) / safe_total
+    corner_cols = [f"corner_heat_{c}" for c in CORNERS]
+    region_heat["corner_heat_max"] = np.max([region_heat[c] for c in corner_cols], axis=0, initial=0.0)
+
+    ordered = [*corner_cols, "corner_heat_max", "border_heat", *(k for k in region_heat if k.startswith(REGION_PREFIX))]
+    for name in ordered:
+        out[name] = only(region_heat[name], alive)
+    return out

@@ -1,0 +1,90 @@
+"""Metric metadata (Quantus-style): what each per-sample column means and which direction is good.
+
+The policy engine reads this to validate metric names and to know whether a metric is boolean.
+``region_<name>`` columns are created per policy; ``metric_info`` answers for them too, so prefer
+``metric_info(name)`` over ``name in METRICS`` when validating a name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+
+CONTINUOUS = "continuous"
+BOOLEAN = "boolean"
+REGION_PREFIX = "region_"
+CORNERS = ("tl", "tr", "bl", "br")
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """One per-sample metric: its range, its good direction (None = informational) and whether it needs a box."""
+
+    name: str
+    higher_is_better: bool | None
+    lo: float
+    hi: float
+    kind: str
+    needs_box: bool
+    description: str
+
+
+def _info(name, higher, lo, hi, kind, needs_box, description) -> MetricInfo:
+    return MetricInfo(name, higher, float(lo), float(hi), kind, needs_box, description)
+
+
+def region_info(name: str) -> MetricInfo:
+    """Metadata of a policy-defined region column ``region_<name>``."""
+    return _info(
+        f"{REGION_PREFIX}{name}", False, 0, 1, CONTINUOUS, False,
+        f"Share of total heat inside region '{name}' (fractions of width/height), excluding object pixels.",
+    )
+
+
+_ENTRIES = [
+    _info("dead", False, 0, 1, BOOLEAN, False,
+          "1 when the map sums to <= 0 or holds a non-finite value: no explanation (never counts as a pass)."),
+    _info("area", None, 0, 1, CONTINUOUS, True,
+          "A = |B| / |image|: share of the image covered by the union of the object boxes."),
+    _info("energy", True, 0, 1, CONTINUOUS, True,
+          "E = sum(H * B) / sum(H): share of heat inside the boxes (energy pointing game, relevance mass)."),
+    _info("lift", True, 0, math.inf, CONTINUOUS, True,
+          "E / A: in-box heat relative to a uniform map (1 = no preference for the object)."),
+    _info("excess", True, -1, 1, CONTINUOUS, True, "E - A: in-box heat above a uniform map."),
+    _info("chance_corrected", True, -math.inf, 1, CONTINUOUS, True,
+          "(E - A) / (1 - A): 0 = uniform map, 1 = all heat in the boxes; NaN when the box covers the image."),
+    _info("pointing_hit", True, 0, 1, BOOLEAN, True,
+          "1 when every maximum of H lies within the tolerance of a box (pointing game, Zhang et al. 2016)."),
+    _info("center_hit", None, 0, 1, BOOLEAN, True,
+          "1 when the image centre lies within the tolerance of a box: the centre baseline of the pointing game."),
+    _info("rank_accuracy", True, 0, 1, CONTINUOUS, True,
+          "Share of the K = |B| hottest pixels that lie in the boxes (ties at the cut shared fractionally)."),
+    _info("cam_box_iou", True, 0, 1, CONTINUOUS, True,
+          "IoU of the bounding box of the largest component of H >= t * max(H) with the best-matching box."),
+    _info("cam_box_hit", True, 0, 1, BOOLEAN, True, "1 when cam_box_iou >= the IoU threshold (0.5 by default)."),
+    *[
+        _info(f"corner_heat_{c}", False, 0, 1, CONTINUOUS, False,
+              f"Share of heat in the {c} corner rectangle, excluding object pixels (watermark probe).")
+        for c in CORNERS
+    ],
+    _info("corner_heat_max", False, 0, 1, CONTINUOUS, False, "Largest of the four corner heat shares."),
+    _info("border_heat", False, 0, 1, CONTINUOUS, False,
+          "Share of heat in a band along all four image edges, excluding object pixels."),
+    _info("correct", True, 0, 1, BOOLEAN, False, "1 when the model's prediction equals the label (filled by the caller)."),
+    _info("confidence", None, 0, 1, CONTINUOUS, False,
+          "Predicted probability of the explained class (filled by the caller)."),
+]
+
+METRICS: dict[str, MetricInfo] = {m.name: m for m in _ENTRIES}
+
+
+def metric_info(name: str) -> MetricInfo:
+    """Metadata for a metric name; ``region_<name>`` is accepted. Unknown names raise KeyError with a suggestion."""
+    if name in METRICS:
+        return METRICS[name]
+    if name.startswith(REGION_PREFIX) and len(name) > len(REGION_PREFIX):
+        return region_info(name[len(REGION_PREFIX):])
+    close = difflib.get_close_matches(name, list(METRICS), n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise KeyError(f"unknown metric '{name}'{hint} Known: {', '.join(METRICS)}, region_<name>")

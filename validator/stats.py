@@ -1,0 +1,224 @@
+"""Aggregation of per-sample scores with confidence intervals.
+
+* mean / median / p10 / p90: point estimate on the finite values, bootstrap CI resampling samples
+  (scipy.stats.bootstrap, BCa; percentile method where BCa is undefined, e.g. a p10 whose bootstrap
+  distribution is a single value). Percentiles use numpy's default linear interpolation.
+* rate: share of 1s for 0/1 values, or share of values >= ``threshold``; Wilson score interval.
+
+NaN and inf are dropped first; ``n`` counts the finite values. ``lo``/``hi`` are NaN when n < 2 and
+``value`` is NaN when n == 0. Constant data gives lo = hi = value without resampling.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as sps
+
+from validator.metrics.registry import BOOLEAN, metric_info
+
+AGGREGATES = ("mean", "median", "p10", "p90", "rate")
+BOOTSTRAPPED = ("mean", "median", "p10", "p90")
+
+
+# Quantile levels of the order-statistic aggregates (numpy's default "linear" definition).
+_QUANTILES = {"median": 0.5, "p10": 0.1, "p90": 0.9}
+
+
+def _sorted_quantile(ordered: np.ndarray, q: float) -> np.ndarray:
+    """Linear-interpolation quantile (numpy's default) of data already sorted along the last axis."""
+    pos = q * (ordered.shape[-1] - 1)
+    below = math.floor(pos)
+    above = min(below + 1, ordered.shape[-1] - 1)
+    return ordered[..., below] + (pos - below) * (ordered[..., above] - ordered[..., below])
+
+
+def _statistics(sample: np.ndarray, hows: tuple[str, ...], axis: int = -1) -> np.ndarray:
+    """Stack of the requested aggregates along axis 0; one sort serves all quantiles (the bootstrap hot path)."""
+    sample = np.moveaxis(np.asarray(sample, dtype=np.float64), axis, -1)
+    ordered = np.sort(sample, axis=-1) if any(h in _QUANTILES for h in hows) else None
+    return np.stack([sample.mean(axis=-1) if h == "mean" else _sorted_quantile(ordered, _QUANTILES[h])
+                     for h in hows])
+
+
+def _json_number(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """An aggregate over n finite per-sample values with its confidence interval [lo, hi]."""
+
+    aggregate: str
+    value: float
+    lo: float
+    hi: float
+    n: int
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict; NaN becomes None (strict JSON has no NaN)."""
+        return {
+            "aggregate": self.aggregate,
+            "value": _json_number(self.value),
+            "lo": _json_number(self.lo),
+            "hi": _json_number(self.hi),
+            "n": int(self.n),
+        }
+
+
+def _finite(values) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64).ravel()
+    return arr[np.isfinite(arr)]
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion; (nan, nan) when n == 0."""
+    _check_confidence(confidence)
+    if n < 0 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
+    if n == 0:
+        return float("nan"), float("nan")
+    z = float(sps.norm.ppf(0.5 + confidence / 2.0))
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2.0 * n)) / denom
+    half = z * math.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n)) / denom
+    # At 0 or n successes the bound is exactly 0 or 1; floating point would leave ~1e-18.
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)
+    hi = 1.0 if successes == n else min(1.0, centre + half)
+    return lo, hi
+
+
+def _bootstrap_ci(x: np.ndarray, hows: tuple[str, ...], confidence, n_resamples, seed, method):
+    def statistic(sample, axis=-1):
+        return _statistics(sample, hows, axis)
+
+    with warnings.catch_warnings():
+        # Degenerate bootstrap distributions warn; we detect them from the NaN bounds instead.
+        warnings.simplefilter("ignore")
+        res = sps.bootstrap(
+            (x,), statistic, n_resamples=n_resamples, confidence_level=confidence, method=method,
+            vectorized=True, axis=-1, rng=np.random.default_rng(seed),
+        )
+    return np.asarray(res.confidence_interval.low), np.asarray(res.confidence_interval.high)
+
+
+def bootstrap_estimates(values, hows: Iterable[str] = BOOTSTRAPPED, *, confidence: float = 0.95,
+                        n_resamples: int = 2000, seed: int = 0) -> dict[str, Estimate]:
+    """Several bootstrapped aggregates from one set of resamples (identical to separate ``aggregate`` calls)."""
+    hows = tuple(hows)
+    unknown = [h for h in hows if h not in BOOTSTRAPPED]
+    if unknown:
+        raise ValueError(f"cannot bootstrap {unknown}; valid: {', '.join(BOOTSTRAPPED)}")
+    _check_confidence(confidence)
+    x = _finite(values)
+    n = len(x)
+    nan = float("nan")
+    if n == 0:
+        return {h: Estimate(h, nan, nan, nan, 0) for h in hows}
+    points = dict(zip(hows, map(float, _statistics(x, hows)), strict=True))
+    if n == 1:
+        return {h: Estimate(h, points[h], nan, nan, 1) for h in hows}
+    if np.all(x == x[0]):
+        return {h: Estimate(h, points[h], points[h], points[h], n) for h in hows}
+    lo, hi = _bootstrap_ci(x, hows, confidence, n_resamples, seed, "BCa")
+    bad = ~(np.isfinite(lo) & np.isfinite(hi))
+    if bad.any():
+        p_lo, p_hi = _bootstrap_ci(x, hows, confidence, n_resamples, seed, "percentile")
+        lo, hi = np.where(bad, p_lo, lo), np.where(bad, p_hi, hi)
+    return {h: Estimate(h, points[h], float(lo[i]), float(hi[i]), n) for i, h in enumerate(hows)}
+
+
+def _rate(x: np.ndarray, threshold: float | None, confidence: float) -> Estimate:
+    n = len(x)
+    if threshold is None:
+        if not np.all((x == 0.0) | (x == 1.0)):
+            raise ValueError("rate needs 0/1 values, or a threshold for continuous values (share >= threshold)")
+        successes = int(np.count_nonzero(x))
+    else:
+        successes = int(np.count_nonzero(x >= threshold))
+    nan = float("nan")
+    if n == 0:
+        return Estimate("rate", nan, nan, nan, 0)
+    lo, hi = wilson_interval(successes, n, confidence) if n >= 2 else (nan, nan)
+    return Estimate("rate", successes / n, lo, hi, n)
+
+
+def aggregate(values, how: str, *, threshold: float | None = None, confidence: float = 0.95,
+              n_resamples: int = 2000, seed: int = 0) -> Estimate:
+    """Aggregate per-sample values (non-finite dropped) as one of ``AGGREGATES`` with a CI."""
+    if how not in AGGREGATES:
+        raise ValueError(f"unknown aggregate {how!r}; valid: {', '.join(AGGREGATES)}")
+    _check_confidence(confidence)
+    if how == "rate":
+        return _rate(_finite(values), threshold, confidence)
+    return bootstrap_estimates(values, (how,), confidence=confidence, n_resamples=n_resamples, seed=seed)[how]
+
+
+def table_length(table: Mapping[str, np.ndarray]) -> int:
+    """Row count of a per-sample table (dict of equal-length columns); ValueError if lengths differ."""
+    lengths = {name: len(col) for name, col in table.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"table columns differ in length: {lengths}")
+    return next(iter(lengths.values()), 0)
+
+
+def _is_boolean(name: str, x: np.ndarray) -> bool:
+    try:
+        return metric_info(name).kind == BOOLEAN
+    except KeyError:  # a caller's own column: boolean when its values are 0/1
+        return len(x) > 0 and bool(np.all((x == 0.0) | (x == 1.0)))
+
+
+def summarize(table: Mapping[str, np.ndarray], *, metrics: Iterable[str], slices: Mapping[str, np.ndarray],
+              seed: int = 0, n_resamples: int = 2000) -> dict:
+    """{slice: {metric: {aggregate: Estimate.to_dict()}}} with mean/median/p10/p90 for every metric and
+    rate for boolean ones. JSON-serialisable (NaN -> None).
+
+    The four bootstrapped aggregates share one resampling per (slice, metric), so 2000 resamples stay
+    cheap: 200 rows x 20 metrics x 3 slices takes well under a second.
+    """
+    metrics = list(metrics)
+    n_rows = table_length(table)
+    missing = [m for m in metrics if m not in table]
+    if missing:
+        raise ValueError(f"metrics not in the table: {missing}; columns: {list(table)}")
+    out: dict = {}
+    for slice_name, mask in slices.items():
+        mask = np.asarray(mask)
+        if mask.dtype != bool or mask.shape != (n_rows,):
+            raise ValueError(f"slice {slice_name!r}: expected a boolean mask of {n_rows} rows, got "
+                             f"{mask.dtype} {mask.shape}")
+        out[slice_name] = {}
+        for name in metrics:
+            x = _finite(np.asarray(table[name], dtype=np.float64)[mask])
+            estimates = bootstrap_estimates(x, n_resamples=n_resamples, seed=seed)
+            if _is_boolean(name, x):
+                estimates["rate"] = _rate(x, None, 0.95)
+            out[slice_name][name] = {h: e.to_dict() for h, e in estimates.items()}
+    return out
+
+
+def concat_tables(*tables: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Merge per-sample tables from shards by concatenating each column; all tables need the same columns."""
+    if not tables:
+        return {}
+    columns = list(tables[0])
+    for i, t in enumerate(tables[1:], start=1):
+        if set(t) != set(columns):
+            raise ValueError(
+                f"table {i} has different columns: missing {sorted(set(columns) - set(t))}, "
+                f"extra {sorted(set(t) - set(columns))}"
+            )
+    for t in tables:
+        table_length(t)
+    return {c: np.concatenate([np.asarray(t[c]) for t in tables]) for c in columns}
