@@ -1,0 +1,305 @@
+"""Policy evaluation on hand-built per-sample tables with known aggregates and intervals."""
+
+from __future__ import annotations
+
+import math
+from datetime import date
+
+import numpy as np
+import pytest
+
+from validator.policy import evaluate, gate_status, load_policy, waiver_report
+from validator.stats import aggregate
+
+TODAY = date(2026, 6, 1)
+CLEAN = {"n_records": 0, "n_skipped": 0}  # n_records 0 is replaced below by the table's row count
+
+
+def make_table(classes, **columns):
+    """Per-sample table; every box row gets area 0.1 unless given."""
+    n = len(classes)
+    table = {"class_name": np.array(classes, dtype=object), "area": np.full(n, 0.1)}
+    for name, values in columns.items():
+        table[name] = np.broadcast_to(np.asarray(values, dtype=float), (n,)).copy()
+    return table
+
+
+def make_policy(*checks, sample=None, **top):
+    raw = {"name": "t", "version": 1, "sample": {"min_samples": 1, "min_per_class": 1, **(sample or {})},
+           "checks": [{"id": f"c{i}", "min_samples": 1, **c} for i, c in enumerate(checks)], **top}
+    return load_policy(raw)
+
+
+def run(policy, table, **kwargs):
+    summary = kwargs.pop("data_summary", {"n_records": len(table["class_name"]), "n_skipped": 0})
+    results = evaluate(policy, table, data_summary=summary, today=kwargs.pop("today", TODAY), **kwargs)
+    return [r for r in results if not r.check_id.startswith("data.")], results
+
+
+def only(policy, table, **kwargs):
+    checks, _ = run(policy, table, **kwargs)
+    assert len(checks) == 1
+    return checks[0]
+
+
+# ---- operators on constant data (lo = hi = value) ------------------------------------------------------
+
+@pytest.mark.parametrize(("limits", "value", "outcome"), [
+    ({"min": 1.5}, 1.6, "PASS"), ({"min": 1.5}, 1.5, "PASS"), ({"min": 1.5}, 1.4, "FAIL"),
+    ({"max": 2.0}, 1.9, "PASS"), ({"max": 2.0}, 2.0, "PASS"), ({"max": 2.0}, 2.1, "FAIL"),
+    ({"min": 1.0, "max": 2.0}, 1.5, "PASS"), ({"min": 1.0, "max": 2.0}, 0.9, "FAIL"),
+    ({"min": 1.0, "max": 2.0}, 2.1, "FAIL"),
+])
+def test_min_max_operators(limits, value, outcome):
+    result = only(make_policy({"metric": "lift", **limits}), make_table(["a"] * 10, lift=value))
+    assert result.outcome == outcome
+    assert [result.observed, result.lo, result.hi, result.compared] == pytest.approx([value] * 4, abs=1e-12)
+    assert result.n == 10
+    assert (result.min, result.max) == (limits.get("min"), limits.get("max"))
+
+
+def test_warn_severity_turns_a_broken_limit_into_warn():
+    result = only(make_policy({"metric": "lift", "min": 2.0, "severity": "warn"}), make_table(["a"] * 5, lift=1.0))
+    assert result.outcome == "WARN"
+
+
+# ---- bounds: Wilson interval of 80 successes in 100 is [0.71118, 0.86664] (z = 1.95996) ----------------
+
+CORRECT_80 = make_table(["a"] * 100, correct=[1.0] * 80 + [0.0] * 20)
+
+
+@pytest.mark.parametrize(("bound", "limit", "compared", "outcome"), [
+    ("point", {"min": 0.75}, 0.8, "PASS"),
+    ("lower", {"min": 0.75}, 0.71118, "FAIL"),
+    ("lower", {"min": 0.70}, 0.71118, "PASS"),
+    ("point", {"max": 0.85}, 0.8, "PASS"),
+    ("upper", {"max": 0.85}, 0.86664, "FAIL"),
+    ("upper", {"max": 0.87}, 0.86664, "PASS"),
+])
+def test_bound_picks_the_end_of_the_interval(bound, limit, compared, outcome):
+    policy = make_policy({"metric": "correct", "aggregate": "rate", "bound": bound, **limit})
+    result = only(policy, CORRECT_80)
+    assert result.compared == pytest.approx(compared, abs=1e-5)
+    assert (result.lo, result.hi) == (pytest.approx(0.71118, abs=1e-5), pytest.approx(0.86664, abs=1e-5))
+    assert result.outcome == outcome
+
+
+def test_bootstrap_bounds_match_stats_aggregate():
+    lift = np.linspace(0.5, 3.5, 40)
+    expected = aggregate(lift, "mean", seed=7)
+    assert expected.lo < expected.value < expected.hi
+    for bound, compared in (("lower", expected.lo), ("upper", expected.hi), ("point", expected.value)):
+        policy = make_policy({"metric": "lift", "bound": bound, "min": 0.0})
+        result = only(policy, make_table(["a"] * 40, lift=lift), seed=7)
+        assert result.compared == compared and result.observed == expected.value
+
+
+def test_rate_with_threshold_counts_share_at_or_above():
+    policy = make_policy({"metric": "lift", "aggregate": "rate", "threshold": 1.0, "min": 0.5})
+    result = only(policy, make_table(["a"] * 4, lift=[0.5, 1.0, 2.0, 0.9]))
+    assert result.observed == 0.5 and result.outcome == "PASS"
+    assert "share of samples with lift >= 1" in result.message
+
+
+# ---- rows: box filter, rows without class, NaN ----------------------------------------------------------
+
+def test_box_metrics_drop_large_boxes_and_nan_but_other_metrics_keep_them():
+    table = make_table(["a", "a", "a", None], lift=[2.0, 4.0, np.nan, 8.0], correct=[1.0, 0.0, 1.0, 1.0])
+    table["area"] = np.array([0.2, 0.6, 0.2, 0.2])  # row 1 box too large; row 3 has no class
+    policy = make_policy({"metric": "lift", "min": 0.0}, {"metric": "correct", "aggregate": "rate", "min": 0.0})
+    lift, correct = run(policy, table)[0]
+    assert (lift.n, lift.observed) == (1, 2.0)
+    assert (correct.n, correct.observed) == (3, pytest.approx(2 / 3))
+
+
+# ---- slices ----------------------------------------------------------------------------------------------
+
+SLICED = make_table(["cat"] * 3 + ["dog"] * 3, lift=[2.0, 2.0, 2.0, 1.0, 1.0, 1.0])
+
+
+def test_per_class_slices_in_class_order():
+    checks, _ = run(make_policy({"metric": "lift", "min": 1.5, "slices": "per_class"}), SLICED)
+    assert [(r.slice, r.observed, r.outcome) for r in checks] == [
+        ("class=cat", 2.0, "PASS"), ("class=dog", 1.0, "FAIL")]
+    overall = only(make_policy({"metric": "lift", "min": 1.5}), SLICED)
+    assert (overall.slice, overall.observed, overall.n, overall.outcome) == ("overall", 1.5, 6, "PASS")
+
+
+def test_per_class_follows_policy_classes_and_a_missing_class_fails():
+    policy = make_policy({"metric": "lift", "min": 0.5, "slices": "per_class"}, classes=["dog", "cat", "fox"])
+    checks, results = run(policy, SLICED)
+    assert [(r.slice, r.outcome, r.n) for r in checks] == [
+        ("class=dog", "PASS", 3), ("class=cat", "PASS", 3), ("class=fox", "FAIL", 0)]
+    assert "no samples with a defined lift in class=fox" in checks[2].message
+    per_class = [(r.slice, r.outcome) for r in results if r.check_id == "data.min_per_class"]
+    assert per_class == [("class=dog", "PASS"), ("class=cat", "PASS"), ("class=fox", "FAIL")]
+
+
+def test_slice_list_and_on_missing_warn():
+    policy = make_policy({"metric": "lift", "min": 0.5, "slices": ["dog", "fox"], "on_missing": "warn"})
+    checks, _ = run(policy, SLICED)
+    assert [(r.slice, r.outcome) for r in checks] == [("class=dog", "PASS"), ("class=fox", "WARN")]
+
+
+def test_min_samples_shortfall_fails_or_warns():
+    table = make_table(["a"] * 5, lift=3.0)
+    result = only(make_policy({"metric": "lift", "min": 1.5, "min_samples": 6}), table)
+    assert result.outcome == "FAIL" and result.observed == 3.0
+    assert "only 5 samples with a defined lift in overall (min_samples 6)" in result.message
+    warn = make_policy({"metric": "lift", "min": 1.5, "min_samples": 6, "on_missing": "warn"})
+    assert only(warn, table).outcome == "WARN"
+    assert only(make_policy({"metric": "lift", "min": 1.5, "min_samples": 5}), table).outcome == "PASS"
+
+
+def test_uncomputable_bound_is_treated_as_missing():
+    result = only(make_policy({"metric": "lift", "min": 1.0, "bound": "lower"}), make_table(["a"], lift=2.0))
+    assert math.isnan(result.compared) and result.outcome == "FAIL" and "could not be computed" in result.message
+
+
+# ---- messages ----------------------------------------------------------------------------------------------
+
+def test_message_names_reason_value_interval_threshold_n_and_slice():
+    policy = make_policy({"metric": "correct", "aggregate": "rate", "bound": "lower", "min": 0.75,
+                          "description": "Accuracy is too low"})
+    message = only(policy, CORRECT_80).message
+    assert message == ("Accuracy is too low: lower 95% bound of rate of correct = 0.7112 < min 0.75 "
+                       "(rate 0.8, 95% CI [0.7112, 0.8666], n=100, overall)")
+
+
+def test_to_dict_is_json_ready():
+    result = only(make_policy({"metric": "lift", "min": 1.0}), make_table(["a"], lift=2.0))
+    data = result.to_dict()
+    assert data["lo"] is None and data["hi"] is None and data["observed"] == 2.0 and data["check_id"] == "c0"
+
+
+# ---- change against a baseline -------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("metric", "change", "baseline", "new", "outcome"), [
+    # higher is better (lift)
+    ("lift", {"absolute": -0.05}, 2.0, 1.96, "PASS"),
+    ("lift", {"absolute": -0.05}, 2.0, 1.90, "FAIL"),
+    ("lift", {"absolute": 0.1}, 2.0, 2.05, "FAIL"),    # positive tolerance: must improve by 0.1
+    ("lift", {"absolute": 0.1}, 2.0, 2.20, "PASS"),
+    ("lift", {"relative": -0.1}, 2.0, 1.85, "PASS"),   # limit 1.8
+    ("lift", {"relative": -0.1}, 2.0, 1.75, "FAIL"),
+    ("lift", {"relative": 0.1}, 2.0, 2.10, "FAIL"),    # limit 2.2
+    ("lift", {"relative": 0.1}, 2.0, 2.30, "PASS"),
+    # lower is better (corner heat)
+    ("corner_heat_max", {"absolute": 0.02}, 0.10, 0.115, "PASS"),   # may rise by 0.02
+    ("corner_heat_max", {"absolute": 0.02}, 0.10, 0.13, "FAIL"),
+    ("corner_heat_max", {"absolute": -0.02}, 0.10, 0.07, "PASS"),   # must drop by 0.02
+    ("corner_heat_max", {"absolute": -0.02}, 0.10, 0.09, "FAIL"),
+    ("corner_heat_max", {"relative": 0.5}, 0.10, 0.14, "PASS"),     # limit 0.15
+    ("corner_heat_max", {"relative": 0.5}, 0.10, 0.16, "FAIL"),
+    ("corner_heat_max", {"relative": -0.5}, 0.10, 0.04, "PASS"),    # limit 0.05
+    ("corner_heat_max", {"relative": -0.5}, 0.10, 0.06, "FAIL"),
+])
+def test_change_sign_convention(metric, change, baseline, new, outcome):
+    policy = make_policy({"metric": metric, "change": change})
+    result = only(policy, make_table(["a"] * 5, **{metric: new}),
+                  baseline_table=make_table(["a"] * 5, **{metric: baseline}))
+    assert result.outcome == outcome
+    assert result.baseline == baseline and result.change == change
+
+
+def test_change_uses_the_bound_of_the_new_interval_against_the_baseline_point():
+    baseline = CORRECT_80  # point value 0.8
+    point = make_policy({"metric": "correct", "aggregate": "rate", "change": {"absolute": -0.05}})
+    assert only(point, CORRECT_80, baseline_table=baseline).outcome == "PASS"  # 0.8 >= 0.75
+    lower = make_policy({"metric": "correct", "aggregate": "rate", "bound": "lower",
+                         "change": {"absolute": -0.05}})
+    result = only(lower, CORRECT_80, baseline_table=baseline)
+    assert result.outcome == "FAIL" and "< limit 0.75 (baseline 0.8, change absolute -0.05)" in result.message
+
+
+def test_no_baseline_skips_or_fails():
+    table = make_table(["a"] * 5, lift=2.0)
+    skipped = only(make_policy({"metric": "lift", "change": {"absolute": -0.05}}), table)
+    assert skipped.outcome == "SKIPPED" and "no baseline model" in skipped.message and skipped.baseline is None
+    failing = make_policy({"metric": "lift", "change": {"absolute": -0.05}}, on_missing_baseline="fail")
+    assert only(failing, table).outcome == "FAIL"
+    with_min = only(make_policy({"metric": "lift", "min": 1.5, "change": {"absolute": -0.05}}), table)
+    assert with_min.outcome == "PASS" and "change vs baseline skipped" in with_min.message
+
+
+def test_baseline_without_data_for_the_slice_is_missing_too():
+    policy = make_policy({"metric": "lift", "change": {"absolute": -0.05}, "slices": ["dog"]})
+    result = only(policy, SLICED, baseline_table=make_table(["cat"] * 3, lift=2.0))
+    assert result.outcome == "SKIPPED" and "baseline has no data" in result.message
+
+
+# ---- waivers -----------------------------------------------------------------------------------------------
+
+def waived_policy(expires, slice_=None):
+    waiver = {"check": "c0", "reason": "ticket ML-123", "expires": expires}
+    if slice_:
+        waiver["slice"] = slice_
+    return make_policy({"metric": "lift", "min": 1.5, "slices": "per_class"}, waivers=[waiver])
+
+
+def test_active_waiver_turns_fail_into_warn_and_is_attached():
+    checks, results = run(waived_policy(date(2026, 6, 1)), SLICED)  # expires today: still active
+    dog = checks[1]
+    assert dog.outcome == "WARN"
+    assert dog.waiver == {"check": "c0", "slice": None, "reason": "ticket ML-123", "expires": "2026-06-01"}
+    assert "ticket ML-123" in dog.message
+    assert checks[0].waiver is None and checks[0].outcome == "PASS"
+    assert gate_status(results) == "WARN"
+
+
+def test_expired_waiver_does_nothing():
+    policy = waived_policy(date(2026, 5, 31))
+    checks, results = run(policy, SLICED)
+    assert checks[1].outcome == "FAIL" and checks[1].waiver is None
+    assert gate_status(results) == "FAIL"
+    assert waiver_report(policy, TODAY)[0]["state"] == "expired"
+
+
+def test_waiver_for_one_slice_and_waiver_report():
+    policy = waived_policy(date(2027, 1, 1), "class=cat")
+    checks, results = run(policy, SLICED)
+    assert checks[1].outcome == "FAIL"  # the waiver names cat, dog fails
+    assert waiver_report(policy, TODAY)[0]["state"] == "active"
+    assert waiver_report(policy, TODAY, results)[0]["state"] == "unused"
+    dog_policy = waived_policy(date(2027, 1, 1), "class=dog")
+    _, dog_results = run(dog_policy, SLICED)
+    assert waiver_report(dog_policy, TODAY, dog_results)[0] == {
+        "check": "c0", "slice": "class=dog", "reason": "ticket ML-123", "expires": "2027-01-01",
+        "state": "active"}
+
+
+# ---- built-in data checks ------------------------------------------------------------------------------
+
+def data_results(policy, table, summary):
+    _, results = run(policy, table, data_summary=summary)
+    return {(r.check_id, r.slice): r for r in results if r.check_id.startswith("data.")}
+
+
+def test_data_sample_counts():
+    policy = make_policy(sample={"min_samples": 6, "min_per_class": 3}, classes=["cat", "dog", "fox"])
+    table = make_table(["cat"] * 3 + ["dog"] * 2 + [None], lift=2.0)
+    data = data_results(policy, table, {"n_records": 6, "n_skipped": 0})
+    assert (data["data.min_samples", "overall"].outcome, data["data.min_samples", "overall"].n) == ("FAIL", 5)
+    assert data["data.min_per_class", "class=cat"].outcome == "PASS"
+    assert data["data.min_per_class", "class=dog"].outcome == "FAIL"
+    assert data["data.min_per_class", "class=fox"].n == 0
+    assert "5 samples < min 6" in data["data.min_samples", "overall"].message
+    ok = data_results(make_policy(sample={"min_samples": 5}), table, {"n_records": 6, "n_skipped": 0})
+    assert ok["data.min_samples", "overall"].outcome == "PASS"
+
+
+@pytest.mark.parametrize(("skipped", "records", "outcome"), [
+    (0, 100, "PASS"), (1, 100, "WARN"), (5, 100, "WARN"), (6, 100, "FAIL"), (0, 0, "FAIL")])
+def test_data_skipped(skipped, records, outcome):
+    result = data_results(make_policy(), make_table(["a"], lift=2.0),
+                          {"n_records": records, "n_skipped": skipped})["data.skipped", "overall"]
+    assert result.outcome == outcome and result.max == 0.05
+    if records:
+        assert result.observed == skipped / records
+
+
+def test_gate_status_and_only_checks_declared():
+    assert gate_status([]) == "PASS"
+    _, results = run(make_policy({"metric": "lift", "change": {"absolute": 0.0}}), make_table(["a"], lift=2.0))
+    assert [r.outcome for r in results] == ["PASS", "PASS", "PASS", "SKIPPED"]
+    assert gate_status(results) == "PASS"

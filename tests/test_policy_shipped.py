@@ -1,0 +1,84 @@
+"""The shipped policies: they load, the packaged copies match policies/, and the default judges sensibly."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from validator.errors import PolicyError
+from validator.policy import (
+    BUILTIN_POLICIES,
+    builtin_policy_path,
+    default_policy_path,
+    evaluate,
+    gate_status,
+    load_policy,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", BUILTIN_POLICIES)
+def test_shipped_policy_loads_and_packaged_copy_is_identical(name):
+    source = REPO / "policies" / f"{name}.yaml"
+    packaged = builtin_policy_path(name)
+    assert packaged.read_bytes() == source.read_bytes()
+    policy = load_policy(source)
+    assert policy.name == name and policy.checks
+    assert load_policy(packaged).content_hash == policy.content_hash
+
+
+def test_no_stray_policy_files():
+    shipped = sorted(p.name for p in (REPO / "policies").glob("*.yaml"))
+    packaged = sorted(p.name for p in (REPO / "validator" / "policies").glob("*.yaml"))
+    assert shipped == packaged == sorted(f"{n}.yaml" for n in BUILTIN_POLICIES)
+
+
+def test_default_policy_path_and_unknown_builtin():
+    assert default_policy_path() == builtin_policy_path("default")
+    assert [c.id for c in load_policy(default_policy_path()).checks] == [
+        "object-heat", "object-heat-share", "class-object-heat", "corner-heat", "dead-maps", "accuracy"]
+    with pytest.raises(PolicyError, match="did you mean 'strict'"):
+        builtin_policy_path("strcit")
+
+
+def test_example_shows_every_option():
+    text = (REPO / "policies" / "example.yaml").read_text()
+    for key in ("classes:", "explainer:", "method:", "layer:", "batch_size:", "max_samples:", "seed:",
+                "min_samples:", "min_per_class:", "max_box_area:", "max_skipped_fraction:", "regions:",
+                "on_missing_baseline:", "description:", "aggregate: rate", "threshold:", "bound: lower",
+                "bound: upper", "bound: point", "min:", "max:", "absolute:", "relative:", "severity: warn",
+                "slices: per_class", "slices: [", "on_missing: warn", "waivers:", "slice:", "reason:",
+                "expires:"):
+        assert key in text, key
+    policy = load_policy(REPO / "policies" / "example.yaml")
+    assert {c.metric for c in policy.checks} >= {"region_logo"}
+    assert {next(iter(c.change)) for c in policy.checks if c.change} == {"absolute", "relative"}
+
+
+def _table(lift, corner, correct_share, n_per_class=100):
+    """Two classes; lift and corner heat spread evenly around the given centres."""
+    n = 2 * n_per_class
+    n_correct = round(correct_share * n)
+    return {
+        "class_name": np.array(["circle"] * n_per_class + ["square"] * n_per_class, dtype=object),
+        "area": np.full(n, 0.1),
+        "lift": np.linspace(lift - 0.5, lift + 0.5, n),
+        "corner_heat_max": np.linspace(corner * 0.5, corner * 1.5, n),
+        "dead": np.zeros(n),
+        "correct": np.array([1.0] * n_correct + [0.0] * (n - n_correct)),
+    }
+
+
+def test_default_policy_passes_a_clean_model_and_fails_a_corner_shortcut():
+    policy = load_policy(default_policy_path())
+    summary = {"n_records": 200, "n_skipped": 0}
+    clean = evaluate(policy, _table(2.5, 0.03, 0.9), data_summary=summary, today=date(2026, 6, 1))
+    assert gate_status(clean) == "PASS", [r.message for r in clean if r.outcome != "PASS"]
+    shortcut = evaluate(policy, _table(0.9, 0.5, 0.95), data_summary=summary, today=date(2026, 6, 1))
+    failed = {r.check_id for r in shortcut if r.outcome == "FAIL"}
+    assert failed == {"object-heat", "object-heat-share", "corner-heat"}
+    assert {r.slice for r in shortcut if r.check_id == "class-object-heat"} == {"class=circle", "class=square"}

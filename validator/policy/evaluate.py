@@ -1,0 +1,153 @@
+"""Evaluate a policy's checks on the per-sample table, slice by slice, and apply waivers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+
+from validator.errors import CamgateError
+from validator.metrics import MetricInfo
+from validator.policy.datachecks import class_column, data_checks, slice_classes
+from validator.policy.model import Check, Policy
+from validator.policy.result import FAIL, PASS, SKIPPED, WARN, CheckResult
+from validator.policy.schema import metric_infos
+from validator.policy.waivers import apply_waivers
+from validator.policy.wording import bounded_quantity, change_words, fmt, interval
+from validator.stats import Estimate, aggregate
+
+_SEVERITY_OUTCOME = {"fail": FAIL, "warn": WARN}
+_RANK = {SKIPPED: 0, PASS: 1, WARN: 2, FAIL: 3}
+
+
+def evaluate(policy: Policy, table: Mapping[str, np.ndarray], *, data_summary: Mapping,
+             baseline_table: Mapping[str, np.ndarray] | None = None, today: date | None = None,
+             seed: int = 0) -> list[CheckResult]:
+    """Built-in data checks, then every check x slice in policy order, with active waivers applied."""
+    today = today or date.today()
+    infos = metric_infos(policy.regions)
+    classes = class_column(table)
+    results = data_checks(policy, classes, data_summary)
+    for check in policy.checks:
+        info = infos[check.metric]
+        for class_name in slice_classes(check, policy, classes):
+            new = _estimate(check, info, policy, table, class_name, seed)
+            base = None
+            if check.change and baseline_table is not None:
+                base = _estimate(check, info, policy, baseline_table, class_name, seed)
+            results.append(_judge(check, info, policy, new, base, baseline_table is not None,
+                                  _slice_label(class_name)))
+    return apply_waivers(results, policy.waivers, today)
+
+
+def _slice_label(class_name: str | None) -> str:
+    return "overall" if class_name is None else f"class={class_name}"
+
+
+def _estimate(check: Check, info: MetricInfo, policy: Policy, table: Mapping[str, np.ndarray],
+              class_name: str | None, seed: int) -> Estimate:
+    """The check's aggregate over the slice's usable rows (NaN values are dropped by aggregate)."""
+    if check.metric not in table:
+        raise CamgateError(f"check {check.id!r}: the per-sample table has no column {check.metric!r}")
+    classes = class_column(table)
+    rows = np.array([c is not None for c in classes], dtype=bool)
+    if class_name is not None:
+        rows &= np.array([c == class_name for c in classes], dtype=bool)
+    if info.needs_box:
+        # boxes covering most of the frame carry little signal: the caller counts them, we leave them out
+        area = np.asarray(table["area"], dtype=float)
+        with np.errstate(invalid="ignore"):
+            rows &= np.isfinite(area) & (area <= policy.sample.max_box_area)
+    values = np.asarray(table[check.metric], dtype=float)[rows]
+    return aggregate(values, check.aggregate, threshold=check.threshold, seed=seed)
+
+
+def _compared(check: Check, est: Estimate) -> float:
+    return {"point": est.value, "lower": est.lo, "upper": est.hi}[check.bound]
+
+
+@dataclass
+class _Verdict:
+    outcome: str
+    reasons: list[str]
+    sentence: bool = False  # reasons are whole sentences, not comparisons like "< min 1.5"
+
+
+def _judge(check: Check, info: MetricInfo, policy: Policy, new: Estimate, base: Estimate | None,
+           has_baseline_table: bool, slice_label: str) -> CheckResult:
+    compared = _compared(check, new)
+    what = bounded_quantity(check)
+    failed = _SEVERITY_OUTCOME[check.severity]
+    baseline_value = base.value if base is not None and base.n > 0 else None
+    context = f"({check.aggregate} {interval(new.value, new.lo, new.hi)}, n={new.n}, {slice_label})"
+
+    if new.n < check.min_samples or not math.isfinite(compared):
+        outcome = _SEVERITY_OUTCOME[check.on_missing]
+        if new.n == 0:
+            why = f"no samples with a defined {check.metric} in {slice_label}"
+        elif new.n < check.min_samples:
+            why = f"only {new.n} samples with a defined {check.metric} in {slice_label} " \
+                  f"(min_samples {check.min_samples})"
+        else:
+            why = f"{what} could not be computed with n={new.n}"
+        message = f"{check.description or check.id}: {why}; {what} = {fmt(compared)} {context}"
+        return _result(check, slice_label, new, compared, baseline_value, outcome, message)
+
+    verdicts = [_judge_range(check, compared, failed)]
+    if check.change:
+        verdicts.append(_judge_change(check, info, policy, compared, baseline_value, has_baseline_table,
+                                      failed))
+    verdicts = [v for v in verdicts if v is not None]
+    outcome = max((v.outcome for v in verdicts), key=_RANK.__getitem__)
+    # a failing result lists only what failed; a passing one shows every comparison it made
+    relevant = [v for v in verdicts if outcome == PASS or v.outcome in (outcome, SKIPPED)]
+    comparisons = ", ".join(r for v in relevant if not v.sentence for r in v.reasons)
+    sentences = "".join(f"; {r}" for v in relevant if v.sentence for r in v.reasons)
+    lead = (check.description or check.id) if outcome in (FAIL, WARN) else check.id
+    message = f"{lead}: {what} = {fmt(compared)}{' ' if comparisons else ''}{comparisons}{sentences} {context}"
+    return _result(check, slice_label, new, compared, baseline_value, outcome, message)
+
+
+def _judge_range(check: Check, compared: float, failed: str) -> _Verdict | None:
+    if check.min is None and check.max is None:
+        return None
+    broken, held = [], []
+    if check.min is not None:
+        (broken if compared < check.min else held).append(
+            f"{'<' if compared < check.min else '>='} min {fmt(check.min)}")
+    if check.max is not None:
+        (broken if compared > check.max else held).append(
+            f"{'>' if compared > check.max else '<='} max {fmt(check.max)}")
+    return _Verdict(failed, broken) if broken else _Verdict(PASS, held)
+
+
+def _judge_change(check: Check, info: MetricInfo, policy: Policy, compared: float,
+                  baseline: float | None, has_baseline_table: bool, failed: str) -> _Verdict:
+    """Signed tolerance against the baseline's point value (see policies/example.yaml for the convention)."""
+    if baseline is None or not math.isfinite(baseline):
+        why = "no baseline model" if not has_baseline_table else "the baseline has no data for this slice"
+        if policy.on_missing_baseline == "fail":
+            return _Verdict(FAIL, [f"change vs baseline cannot be checked: {why} (on_missing_baseline: fail)"],
+                            sentence=True)
+        return _Verdict(SKIPPED, [f"change vs baseline skipped: {why}"], sentence=True)
+    ((kind, tolerance),) = check.change.items()
+    # relative tolerances scale with the baseline's magnitude so the sign convention holds for any baseline
+    limit = baseline + (tolerance * abs(baseline) if kind == "relative" else tolerance)
+    ok = compared >= limit if info.higher_is_better else compared <= limit
+    op = (">=" if ok else "<") if info.higher_is_better else ("<=" if ok else ">")
+    reason = f"{op} limit {fmt(limit)} (baseline {fmt(baseline)}, change {change_words(check.change)})"
+    return _Verdict(PASS if ok else failed, [reason])
+
+
+def _result(check: Check, slice_label: str, new: Estimate, compared: float, baseline: float | None,
+            outcome: str, message: str) -> CheckResult:
+    return CheckResult(
+        check_id=check.id, slice=slice_label, metric=check.metric, aggregate=check.aggregate,
+        bound=check.bound, severity=check.severity, observed=float(new.value), lo=float(new.lo),
+        hi=float(new.hi), compared=float(compared), n=int(new.n), min=check.min, max=check.max,
+        baseline=baseline, change=dict(check.change) if check.change else None, outcome=outcome,
+        message=message,
+    )

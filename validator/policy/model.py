@@ -1,0 +1,133 @@
+"""The validated policy as frozen dataclasses. Build them with ``load_policy``, not by hand."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import date
+
+METHODS = ("gradcam", "gradcampp", "hirescam", "cam")
+AGGREGATES = ("mean", "median", "p10", "p90", "rate")
+BOUNDS = ("point", "lower", "upper")
+SEVERITIES = ("fail", "warn")
+SLICE_MODES = ("overall", "per_class")
+MISSING_BASELINE = ("skip", "fail")
+# Ids of the data checks evaluate() always runs; waivers may name them, checks may not reuse them.
+BUILTIN_CHECK_IDS = ("data.min_samples", "data.min_per_class", "data.skipped")
+
+
+@dataclass(frozen=True)
+class Explainer:
+    method: str = "gradcam"
+    layer: str | None = None
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    max_samples: int | None = 200  # None: explain every record
+    seed: int = 0
+    min_samples: int = 100
+    min_per_class: int = 30
+    max_box_area: float = 0.5
+    max_skipped_fraction: float = 0.05
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    metric: str
+    aggregate: str = "mean"
+    bound: str = "point"
+    min: float | None = None
+    max: float | None = None
+    threshold: float | None = None
+    change: dict | None = None  # {"absolute": x} or {"relative": x}
+    severity: str = "fail"
+    slices: str | tuple[str, ...] = "overall"  # "overall", "per_class" or class names
+    min_samples: int = 30
+    on_missing: str = "fail"
+    description: str | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "description": self.description,
+            "metric": self.metric,
+            "aggregate": self.aggregate,
+            "threshold": self.threshold,
+            "bound": self.bound,
+            "min": self.min,
+            "max": self.max,
+            "change": dict(self.change) if self.change else None,
+            "severity": self.severity,
+            "slices": self.slices if isinstance(self.slices, str) else list(self.slices),
+            "min_samples": self.min_samples,
+            "on_missing": self.on_missing,
+        }
+
+
+@dataclass(frozen=True)
+class Waiver:
+    check: str
+    reason: str
+    expires: date
+    slice: str | None = None  # None: every slice of the check
+
+    def is_active(self, today: date) -> bool:
+        """Active through its expiry day."""
+        return self.expires >= today
+
+    def to_dict(self) -> dict:
+        return {"check": self.check, "slice": self.slice, "reason": self.reason,
+                "expires": self.expires.isoformat()}
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    version: int | str
+    checks: tuple[Check, ...] = ()
+    classes: tuple[str, ...] | None = None
+    explainer: Explainer = field(default_factory=Explainer)
+    sample: SampleSpec = field(default_factory=SampleSpec)
+    regions: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
+    on_missing_baseline: str = "skip"
+    waivers: tuple[Waiver, ...] = ()
+    source: str | None = field(default=None, compare=False)  # file it was read from; not hashed
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict of the validated policy, defaults filled in."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "classes": list(self.classes) if self.classes is not None else None,
+            "explainer": {"method": self.explainer.method, "layer": self.explainer.layer,
+                          "batch_size": self.explainer.batch_size},
+            "sample": {
+                "max_samples": self.sample.max_samples,
+                "seed": self.sample.seed,
+                "min_samples": self.sample.min_samples,
+                "min_per_class": self.sample.min_per_class,
+                "max_box_area": self.sample.max_box_area,
+                "max_skipped_fraction": self.sample.max_skipped_fraction,
+            },
+            "regions": {k: list(v) for k, v in self.regions.items()},
+            "on_missing_baseline": self.on_missing_baseline,
+            "checks": [c.to_dict() for c in self.checks],
+            "waivers": [w.to_dict() for w in self.waivers],
+        }
+
+    @property
+    def content_hash(self) -> str:
+        """First 12 hex chars of sha256 over the canonical JSON: same rules, same hash, whatever the layout."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
+
+    def check(self, check_id: str) -> Check:
+        """The check with this id (KeyError if none)."""
+        for c in self.checks:
+            if c.id == check_id:
+                return c
+        raise KeyError(check_id)
