@@ -1,0 +1,201 @@
+"""Turn the readers' raw images into samples: map classes, validate and clip boxes, group per class.
+
+Every reader (COCO, VOC, CSV) only parses its format into ``RawImage``s; the rules that decide what is
+kept and what is recorded as a DataIssue live here, once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from validator.data.boxes import box_problem, clip_box, format_box
+from validator.data.classes import ClassMap
+from validator.data.records import Box, DataIssue, Dataset, Sample
+from validator.errors import DataError
+
+
+@dataclass
+class RawBox:
+    """One box annotation as read: coordinates already converted to continuous (x0, y0, x1, y1)."""
+
+    ann_id: str
+    label: str
+    coords: tuple[float, ...] | None
+    problem: str | None = None  # why the coordinates could not be parsed, if so
+
+
+@dataclass
+class RawImage:
+    """One image as read from the annotation file."""
+
+    key: str  # stable name of the image in the annotation (file name, CSV path...)
+    path: Path
+    annotation_file: str
+    size: tuple[int, int] | None = None  # (width, height) when the annotation states it
+    boxes: list[RawBox] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)  # image-level labels without a box (CSV)
+
+
+@dataclass
+class _ClassGroup:
+    class_id: int
+    class_name: str
+    boxes: list[Box] = field(default_factory=list)
+    ann_ids: list[str] = field(default_factory=list)
+    rejected: int = 0
+
+
+def build_dataset(
+    images: list[RawImage],
+    class_map: ClassMap,
+    issues: list[DataIssue],
+    *,
+    fmt: str,
+    source: str,
+    labels_are_indices: bool = False,
+) -> Dataset:
+    """Samples from raw images; rejected boxes/samples are appended to ``issues``. Empty -> DataError."""
+    samples: list[Sample] = []
+    n_images = n_no_box = 0
+    for image in images:
+        image_samples = _image_samples(image, class_map, issues)
+        if not image_samples:
+            continue
+        if not image.path.is_file():
+            for sample in image_samples:
+                issues.append(
+                    DataIssue(
+                        file=str(image.path),
+                        annotation=",".join(sample.annotation_ids) or None,
+                        reason=f"image file not found: {image.path}",
+                        action="skipped_sample",
+                    )
+                )
+            continue
+        samples.extend(image_samples)
+        n_images += 1
+        n_no_box += int(not image_samples[0].boxes)
+    if not samples:
+        raise DataError(_empty_message(source, len(images), issues))
+    return Dataset(
+        samples=samples,
+        class_names=list(class_map.names),
+        issues=issues,
+        format=fmt,
+        source=source,
+        n_images=n_images,
+        n_no_box=n_no_box,
+        labels_are_indices=labels_are_indices,
+    )
+
+
+def _image_samples(image: RawImage, class_map: ClassMap, issues: list[DataIssue]) -> list[Sample]:
+    if not image.boxes:
+        return _no_box_samples(image, class_map, issues)
+    groups: dict[int, _ClassGroup] = {}
+    for raw in image.boxes:
+        resolved = class_map.resolve(raw.label)
+        if isinstance(resolved, str):
+            issues.append(_box_issue(image, raw, raw.problem or resolved, "skipped_box"))
+            continue
+        class_id, class_name = resolved
+        group = groups.setdefault(class_id, _ClassGroup(class_id, class_name))
+        box = _checked_box(image, raw, issues)
+        if box is None:
+            group.rejected += 1
+            continue
+        group.boxes.append(box)
+        group.ann_ids.append(raw.ann_id)
+
+    samples = []
+    for group in sorted(groups.values(), key=lambda g: g.class_id):
+        if not group.boxes:
+            issues.append(
+                DataIssue(
+                    file=str(image.path),
+                    annotation=None,
+                    reason=f"all {group.rejected} box(es) of class '{group.class_name}' were rejected",
+                    action="skipped_sample",
+                )
+            )
+            continue
+        samples.append(_sample(image, group.class_id, group.class_name, group.boxes, group.ann_ids))
+    if not groups:
+        issues.append(
+            DataIssue(str(image.path), None, "no box of a known class on this image", "skipped_sample")
+        )
+    box_classes = {g.class_name for g in groups.values()}
+    for label in dict.fromkeys(image.labels):
+        resolved = class_map.resolve(label)
+        if isinstance(resolved, str) or resolved[1] not in box_classes:
+            # A box-less label on an image with boxes has no region to score: it is not a no-box image.
+            issues.append(
+                DataIssue(
+                    str(image.path),
+                    None,
+                    f"label '{label}' without a box on an image that has boxes of other classes",
+                    "skipped_sample",
+                )
+            )
+    return samples
+
+
+def _no_box_samples(image: RawImage, class_map: ClassMap, issues: list[DataIssue]) -> list[Sample]:
+    labels = list(dict.fromkeys(image.labels))
+    if not labels:
+        return [_sample(image, None, None, [], [])]
+    samples = []
+    for label in labels:
+        resolved = class_map.resolve(label)
+        if isinstance(resolved, str):
+            issues.append(DataIssue(str(image.path), None, resolved, "skipped_sample"))
+            continue
+        samples.append(_sample(image, resolved[0], resolved[1], [], []))
+    return samples
+
+
+def _checked_box(image: RawImage, raw: RawBox, issues: list[DataIssue]) -> Box | None:
+    """The valid (and, where the image size is known, clipped) box, or None with a recorded issue."""
+    problem = raw.problem or box_problem(raw.coords or ())
+    if problem:
+        issues.append(_box_issue(image, raw, problem, "skipped_box"))
+        return None
+    box: Box = tuple(float(v) for v in raw.coords)  # type: ignore[assignment]
+    if image.size is None:
+        return box  # clipped once the image is decoded (pipeline)
+    width, height = image.size
+    clipped = clip_box(box, width, height)
+    if clipped is None:
+        reason = f"box {format_box(box)} lies outside the {width}x{height} image"
+        issues.append(_box_issue(image, raw, reason, "skipped_box"))
+        return None
+    if clipped != box:
+        reason = f"box {format_box(box)} clipped to {format_box(clipped)} ({width}x{height} image)"
+        issues.append(_box_issue(image, raw, reason, "clipped_box"))
+    return clipped
+
+
+def _box_issue(image: RawImage, raw: RawBox, reason: str, action: str) -> DataIssue:
+    return DataIssue(file=image.annotation_file, annotation=raw.ann_id, reason=reason, action=action)
+
+
+def _sample(image: RawImage, class_id, class_name, boxes, ann_ids) -> Sample:
+    sample_id = image.key if class_name is None else f"{image.key}#{class_name}"
+    return Sample(
+        sample_id=sample_id,
+        image_path=str(image.path.resolve()),
+        class_id=class_id,
+        class_name=class_name,
+        boxes=tuple(boxes),
+        annotation_ids=tuple(ann_ids),
+        image_size=image.size,
+    )
+
+
+def _empty_message(source: str, n_images: int, issues: list[DataIssue]) -> str:
+    message = f"no usable sample in {source} ({n_images} image(s) read, {len(issues)} issue(s))"
+    if issues:
+        first = issues[0]
+        message += f"; first issue: {first.reason} [{first.file}]"
+    return message

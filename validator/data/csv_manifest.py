@@ -1,0 +1,94 @@
+"""CSV manifest reader: header ``image,label,xmin,ymin,xmax,ymax``, one row per box.
+
+Coordinates are continuous pixel coordinates (x1/y1 exclusive), like COCO. Rows of one image are merged;
+a row with all four box fields empty is an image with that label but no box. A label is a class name
+or an integer output index. Annotation ids are ``row <line number>``. The image size is not known until
+decoding, so boxes outside the image are clipped by the pipeline.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+from validator.data.build import RawBox, RawImage
+from validator.data.classes import ClassMap, all_indices
+from validator.data.records import DataIssue
+from validator.errors import DataError
+
+COLUMNS = ("image", "label", "xmin", "ymin", "xmax", "ymax")
+_BOX_COLUMNS = COLUMNS[2:]
+
+
+def read_csv(
+    path: Path, *, images_dir: Path | None, classes: Sequence[str] | None
+) -> tuple[list[RawImage], ClassMap, list[DataIssue], bool]:
+    """Raw images, class map, issues, and whether labels are bare output indices."""
+    images: dict[str, RawImage] = {}
+    labels_seen: list[str] = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            reader.fieldnames = _checked_header(reader.fieldnames, path)
+            for row in reader:
+                line = reader.line_num
+                key = (row["image"] or "").strip()
+                if not key:
+                    raise DataError(f"{path}: row {line} has an empty 'image'")
+                image = images.get(key)
+                if image is None:
+                    image = images[key] = RawImage(key, _resolve(key, path.parent, images_dir), str(path))
+                label = (row["label"] or "").strip()
+                if label:
+                    labels_seen.append(label)
+                _add_row(image, row, label, line)
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path} is not a readable CSV file: {exc}") from exc
+
+    if classes is not None:
+        class_map, by_index = ClassMap(classes, allow_indices=True), False
+    elif all_indices(labels_seen):
+        n_classes = max(int(label) for label in labels_seen) + 1
+        class_map, by_index = ClassMap([str(i) for i in range(n_classes)], allow_indices=True), True
+    else:
+        class_map, by_index = ClassMap(sorted(set(labels_seen))), False
+    return list(images.values()), class_map, [], by_index
+
+
+def _checked_header(fieldnames: Sequence[str] | None, path: Path) -> list[str]:
+    present = [name.strip() for name in fieldnames or []]
+    for column in COLUMNS:
+        if column not in present:
+            raise DataError(f"{path}: missing column '{column}' (header must be {','.join(COLUMNS)})")
+    return present
+
+
+def _add_row(image: RawImage, row: dict, label: str, line: int) -> None:
+    fields = [(row[c] or "").strip() for c in _BOX_COLUMNS]
+    if not any(fields):
+        if label:
+            image.labels.append(label)
+        return
+    ann_id = f"row {line}"
+    if not all(fields):
+        image.boxes.append(RawBox(ann_id, label, None, f"incomplete box {fields}"))
+        return
+    try:
+        coords = tuple(float(v) for v in fields)
+    except ValueError:
+        image.boxes.append(RawBox(ann_id, label, None, f"non-numeric box coordinates {fields}"))
+        return
+    if not label:
+        image.boxes.append(RawBox(ann_id, label, None, "box without a label"))
+        return
+    image.boxes.append(RawBox(ann_id, label, coords))
+
+
+def _resolve(image: str, csv_dir: Path, images_dir: Path | None) -> Path:
+    relative = Path(image)
+    if relative.is_absolute():
+        return relative
+    return (images_dir if images_dir is not None else csv_dir) / relative

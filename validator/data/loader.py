@@ -1,0 +1,64 @@
+"""``load_dataset``: detect the annotation format, read it, build the samples."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from validator.data.build import build_dataset
+from validator.data.coco import read_coco
+from validator.data.csv_manifest import read_csv
+from validator.data.records import Dataset
+from validator.data.voc import read_voc, voc_root
+from validator.errors import DataError
+
+FORMATS = ("coco", "voc", "csv")
+
+
+def detect_format(path: Path) -> str:
+    """``.json`` -> coco, a folder with ``Annotations/`` -> voc, ``.csv`` -> csv."""
+    if path.is_dir():
+        if (voc_root(path) / "Annotations").is_dir():
+            return "voc"
+    elif path.suffix.lower() == ".json":
+        return "coco"
+    elif path.suffix.lower() == ".csv":
+        return "csv"
+    raise DataError(
+        f"cannot tell the annotation format of {path} (expected a COCO .json, a VOC folder with "
+        f"Annotations/, or a .csv manifest); pass --format {{{','.join(FORMATS)}}}"
+    )
+
+
+def load_dataset(
+    path: str | Path,
+    *,
+    format: str | None = None,
+    images_dir: str | Path | None = None,
+    classes: Sequence[str] | None = None,
+) -> Dataset:
+    """Read a held-out set. ``classes`` (names in model output order) overrides the default order."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"annotation path not found: {path}")
+    fmt = format.lower() if format else detect_format(path)
+    if fmt not in FORMATS:
+        raise DataError(f"unknown --format {format!r}; expected one of {', '.join(FORMATS)}")
+    image_root = Path(images_dir) if images_dir is not None else None
+    if image_root is not None and not image_root.is_dir():
+        raise DataError(f"images folder not found: {image_root}")
+    if classes is not None:
+        classes = [str(c) for c in classes]
+        if not classes:
+            raise DataError("the class list is empty")
+
+    by_index = False
+    if fmt == "coco":
+        images, class_map, issues = read_coco(path, images_dir=image_root, classes=classes)
+    elif fmt == "voc":
+        images, class_map, issues = read_voc(path, images_dir=image_root, classes=classes)
+    else:
+        images, class_map, issues, by_index = read_csv(path, images_dir=image_root, classes=classes)
+    return build_dataset(
+        images, class_map, issues, fmt=fmt, source=str(path), labels_are_indices=by_index
+    )

@@ -1,0 +1,155 @@
+"""Streaming input pipeline: decode, resize and preprocess images in a tf.data pipeline, batch by batch.
+
+A Python generator reads the samples in order; ``tf.data`` batches them and prefetches, so decoding the
+next batch overlaps with the model's compute on the current one. Only the prefetched batches are held in
+memory, never the whole set; the only thing that grows is the ``issues`` list.
+
+Preprocessing is applied per image inside the generator (so it also overlaps with compute), by calling the
+batch function on a batch of one: the modes offered here are all per-image operations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from validator._tf import tf
+from validator.data.boxes import clip_box, format_box
+from validator.data.images import ImageReadError, read_image
+from validator.data.preprocess import get_preprocess
+from validator.data.records import DataIssue, Sample
+from validator.errors import UsageError
+
+
+@dataclass
+class Batch:
+    images: np.ndarray  # float32 [b, H, W, 3], preprocessed, at model input size
+    raw: np.ndarray  # uint8 [b, H, W, 3] RGB, resized (for overlays)
+    indices: np.ndarray  # int64 [b] into the samples list
+    boxes: list[np.ndarray]  # per sample float64 [k, 4], clipped, scaled to the input size
+
+
+def resize_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """INTER_AREA when shrinking (no aliasing), INTER_LINEAR when enlarging."""
+    h, w = image.shape[:2]
+    if (h, w) == (height, width):
+        return image
+    shrinking = width <= w and height <= h
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return cv2.resize(image, (width, height), interpolation=interpolation)
+
+
+def iter_batches(
+    samples: Sequence[Sample],
+    *,
+    input_size: tuple[int, int],
+    batch_size: int,
+    preprocess: str | Callable[[np.ndarray], np.ndarray] | None = None,
+    issues: list[DataIssue] | None = None,
+    prefetch: int = 2,
+) -> Iterator[Batch]:
+    """Yield batches of the good samples, in order; bad ones are skipped and recorded in ``issues``.
+
+    ``input_size`` is (height, width), the Keras convention. ``preprocess`` is a mode name (see
+    ``get_preprocess``) or a function on float32 [N, H, W, 3] RGB 0..255.
+    """
+    height, width = (int(v) for v in input_size)
+    if height <= 0 or width <= 0 or batch_size <= 0:
+        raise UsageError(f"input_size {input_size} and batch_size {batch_size} must be positive")
+    preprocess_fn = preprocess if callable(preprocess) else get_preprocess(preprocess)
+    issues = issues if issues is not None else []
+    failures: list[BaseException] = []
+
+    def generate():
+        # An exception raised inside a tf.data generator reaches the caller as a generic tf error;
+        # keep the original to re-raise it with its type and message.
+        try:
+            yield from _prepared(samples, width, height, preprocess_fn, issues)
+        except Exception as exc:
+            failures.append(exc)
+
+    signature = (
+        tf.TensorSpec((height, width, 3), tf.float32),
+        tf.TensorSpec((height, width, 3), tf.uint8),
+        tf.TensorSpec((), tf.int64),
+        tf.TensorSpec((None, 4), tf.float64),
+        tf.TensorSpec((), tf.int32),
+    )
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    dataset = dataset.padded_batch(batch_size).prefetch(prefetch)
+    for images, raw, indices, boxes, counts in dataset.as_numpy_iterator():
+        if failures:
+            raise failures[0]
+        yield Batch(
+            images=images,
+            raw=raw,
+            indices=indices,
+            boxes=[boxes[i, : counts[i]].copy() for i in range(len(indices))],
+        )
+    if failures:
+        raise failures[0]
+
+
+def _prepared(samples, width, height, preprocess_fn, issues):
+    cached_path, cached = None, None  # samples of one image are adjacent: decode it once
+    for index, sample in enumerate(samples):
+        if sample.image_path != cached_path:
+            cached_path = sample.image_path
+            cached = _decode(cached_path, width, height, preprocess_fn, issues)
+        if isinstance(cached, ImageReadError):
+            issues.append(_skip(sample, cached.reason))
+            continue
+        decoded_size, resized, pixels = cached
+        boxes = _clipped_boxes(sample, decoded_size, issues)
+        if boxes is None:
+            continue
+        sx, sy = width / decoded_size[0], height / decoded_size[1]
+        scaled = np.array(boxes, dtype=np.float64).reshape(-1, 4) * np.array([sx, sy, sx, sy])
+        yield pixels, resized, np.int64(index), scaled, np.int32(len(scaled))
+
+
+def _decode(path: str, width: int, height: int, preprocess_fn, issues: list[DataIssue]):
+    """((w, h) decoded, resized uint8, preprocessed float32) or the ImageReadError."""
+    try:
+        image, conversions = read_image(path)
+    except ImageReadError as exc:
+        return exc
+    if conversions:
+        issues.append(DataIssue(path, None, "; ".join(conversions), "converted_image"))
+    resized = resize_image(image, width, height)
+    pixels = np.asarray(preprocess_fn(resized.astype(np.float32)[None]), dtype=np.float32)
+    if pixels.shape != (1, height, width, 3):
+        raise UsageError(f"preprocess returned shape {pixels.shape}, expected {(1, height, width, 3)}")
+    return (image.shape[1], image.shape[0]), resized, pixels[0]
+
+
+def _clipped_boxes(sample: Sample, decoded_size: tuple[int, int], issues: list[DataIssue]):
+    """Boxes clipped to the decoded image, or None (sample skipped, issue recorded)."""
+    w, h = decoded_size
+    if sample.image_size is not None and tuple(sample.image_size) != (w, h):
+        sw, sh = sample.image_size
+        issues.append(_skip(sample, f"decoded image is {w}x{h} but the annotation says {sw}x{sh}"))
+        return None
+    kept = []
+    for box, ann_id in zip(sample.boxes, sample.annotation_ids, strict=True):
+        clipped = clip_box(box, w, h)
+        if clipped is None:
+            reason = f"box {format_box(box)} lies outside the {w}x{h} image"
+            issues.append(DataIssue(sample.image_path, ann_id, reason, "skipped_box"))
+            continue
+        if clipped != tuple(box):
+            reason = f"box {format_box(box)} clipped to {format_box(clipped)} ({w}x{h} image)"
+            issues.append(DataIssue(sample.image_path, ann_id, reason, "clipped_box"))
+        kept.append(clipped)
+    if sample.boxes and not kept:
+        issues.append(_skip(sample, "every box lies outside the image"))
+        return None
+    return kept
+
+
+def _skip(sample: Sample, reason: str) -> DataIssue:
+    annotation = ",".join(sample.annotation_ids) or None
+    return DataIssue(sample.image_path, annotation, reason, "skipped_sample")

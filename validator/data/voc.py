@@ -1,0 +1,97 @@
+"""Pascal VOC reader: a folder with ``Annotations/*.xml`` and ``JPEGImages/``.
+
+VOC ``bndbox`` values are 1-based, inclusive pixel indices: pixel index i (1-based) covers the continuous
+interval [i-1, i). So the continuous box is x0 = xmin - 1, y0 = ymin - 1, x1 = xmax, y1 = ymax, and
+xmin == xmax is a valid one-pixel-wide box. Every object is kept, ``difficult`` ones included.
+Annotation ids are ``<xml stem>#<object index, 0-based>``. Default class order: sorted names.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+
+from validator.data.build import RawBox, RawImage
+from validator.data.classes import ClassMap
+from validator.data.records import DataIssue
+from validator.errors import DataError
+
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def voc_root(path: Path) -> Path:
+    """The VOC root for ``path`` (the root itself, or its ``Annotations`` folder)."""
+    return path.parent if path.name == "Annotations" else path
+
+
+def read_voc(
+    path: Path, *, images_dir: Path | None, classes: Sequence[str] | None
+) -> tuple[list[RawImage], ClassMap, list[DataIssue]]:
+    root = voc_root(path)
+    ann_dir = root / "Annotations"
+    if not ann_dir.is_dir():
+        raise DataError(f"{root}: a VOC dataset needs an Annotations/ folder")
+    xml_files = sorted(ann_dir.glob("*.xml"))
+    if not xml_files:
+        raise DataError(f"{ann_dir}: no .xml annotation files")
+    image_root = images_dir if images_dir is not None else root / "JPEGImages"
+
+    images = [_read_xml(xml_file, image_root) for xml_file in xml_files]
+    names = sorted({box.label for image in images for box in image.boxes})
+    class_map = ClassMap(classes if classes is not None else names)
+    return images, class_map, []
+
+
+def _read_xml(xml_file: Path, image_root: Path) -> RawImage:
+    try:
+        doc = ET.parse(xml_file).getroot()
+    except ET.ParseError as exc:
+        raise DataError(f"{xml_file}: not valid XML: {exc}") from exc
+    image = RawImage(
+        key=xml_file.stem,
+        path=_image_path(doc.findtext("filename"), xml_file.stem, image_root),
+        annotation_file=str(xml_file),
+        size=_size(doc),
+    )
+    for i, obj in enumerate(doc.findall("object")):
+        name = obj.findtext("name")
+        if name is None or not name.strip():
+            raise DataError(f"{xml_file}: object {i} is missing key 'name'")
+        bndbox = obj.find("bndbox")
+        if bndbox is None:
+            raise DataError(f"{xml_file}: object {i} is missing key 'bndbox'")
+        coords, problem = _bndbox_coords(bndbox, xml_file, i)
+        image.boxes.append(RawBox(f"{xml_file.stem}#{i}", name.strip(), coords, problem))
+    return image
+
+
+def _bndbox_coords(bndbox: ET.Element, xml_file: Path, index: int):
+    values = []
+    for key in ("xmin", "ymin", "xmax", "ymax"):
+        text = bndbox.findtext(key)
+        if text is None:
+            raise DataError(f"{xml_file}: object {index} bndbox is missing key '{key}'")
+        try:
+            values.append(float(text))
+        except ValueError:
+            return None, f"non-numeric bndbox {key} {text.strip()!r}"
+    xmin, ymin, xmax, ymax = values
+    # 1-based inclusive indices -> continuous coordinates with exclusive upper edge.
+    return (xmin - 1.0, ymin - 1.0, xmax, ymax), None
+
+
+def _size(doc: ET.Element) -> tuple[int, int] | None:
+    try:
+        width = int(float(doc.findtext("size/width") or 0))
+        height = int(float(doc.findtext("size/height") or 0))
+    except ValueError:
+        return None
+    return (width, height) if width > 0 and height > 0 else None  # some exports write 0
+
+
+def _image_path(filename: str | None, stem: str, image_root: Path) -> Path:
+    if filename and filename.strip():
+        return image_root / filename.strip()
+    candidates = [image_root / f"{stem}{suffix}" for suffix in _IMAGE_SUFFIXES]
+    return next((c for c in candidates if c.is_file()), candidates[0])
