@@ -1,0 +1,195 @@
+"""The `camgate` command line. Exit codes: 0 pass, 1 gate failed, 2 usage/policy/data error, 3 runtime error."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from validator import __version__
+from validator.errors import CamgateError
+
+METHOD_CHOICES = ("gradcam", "gradcampp", "hirescam", "cam")
+PREPROCESS_HELP = "none (0..255, default: the model embeds its Rescaling) | unit | symmetric | caffe | torch | module:function"
+
+
+def _echo_err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+class _Progress:
+    """A progress bar on stderr, shown only on a terminal."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty()
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label="explaining", file=sys.stderr)
+            self.bar.__enter__()
+        self.bar.update(done - self.bar.pos)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="camgate")
+def main() -> None:
+    """camgate: refuse an image classifier that is right for the wrong reasons."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def tracking_options(f):
+    options = [
+        click.option("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."),
+        click.option("--no-mlflow", is_flag=True, help="Do not log to MLflow (local reports only)."),
+        click.option("--experiment", default="camgate", show_default=True, help="MLflow experiment name."),
+        click.option("--run-name", help="MLflow run name (default: camgate-<model>)."),
+        click.option("--parent-run-id", help="Nest the gate run under this MLflow run (e.g. the training run)."),
+        click.option("--promote", metavar="ALIAS", help="On PASS, move this registry alias to the audited model version."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@main.command()
+@click.argument("model")
+@click.option("--data", required=True, help="Annotations: COCO .json, Pascal VOC folder, or CSV manifest.")
+@click.option("--format", "data_format", type=click.Choice(["coco", "voc", "csv"]), help="Override format detection.")
+@click.option("--images", type=click.Path(file_okay=False), help="Folder of the images (overrides the annotation's paths).")
+@click.option("--policy", type=click.Path(dir_okay=False), help="Policy YAML (default: the shipped policies/default.yaml).")
+@click.option("--method", type=click.Choice(METHOD_CHOICES), help="Heatmap method (default: the policy's).")
+@click.option("--layer", help="Target layer name (default: the policy's, else the last conv feature map).")
+@click.option("--preprocess", default="none", show_default=True, help=PREPROCESS_HELP)
+@click.option("--classes", type=click.Path(dir_okay=False, exists=True), help="Class names in model output order (one per line, JSON or YAML list).")
+@click.option("--max-samples", type=click.IntRange(min=1), help="Stratified sample size (default: the policy's).")
+@click.option("--seed", type=int, help="Sampling and bootstrap seed (default: the policy's).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Explainer batch size (default: the policy's).")
+@click.option("--out", type=click.Path(file_okay=False), help="Report folder (default: ./camgate-report/<model name>/).")
+@click.option("--baseline", help="A second model (path or models:/name@alias) audited on the same samples for change checks.")
+@click.option("--fail-on", type=click.Choice(["fail", "warn"]), default="fail", show_default=True, help="Exit 1 also on WARN with 'warn'.")
+@click.option("--trust-model", is_flag=True, help="Allow models whose loading runs Python code (Lambda layers). Only for files you trust.")
+@tracking_options
+@click.option("-q", "--quiet", is_flag=True, help="Only the verdict line.")
+@click.option("-v", "--verbose", is_flag=True, help="Every check, and tracebacks on stderr.")
+def audit(model, data, data_format, images, policy, method, layer, preprocess, classes, max_samples, seed,
+          batch_size, out, baseline, fail_on, trust_model, tracking_uri, no_mlflow, experiment, run_name,
+          parent_run_id, promote, quiet, verbose):
+    """Audit MODEL (.keras, .h5, SavedModel folder, or MLflow URI) on an annotated held-out set."""
+    from validator.gate import audit as run_audit
+    from validator.tracking import TrackingOptions
+
+    progress = _Progress(enabled=not quiet)
+    tracking = None
+    if not no_mlflow:
+        tracking = TrackingOptions(uri=tracking_uri, experiment=experiment, run_name=run_name,
+                                   parent_run_id=parent_run_id, promote=promote)
+    try:
+        verdict = run_audit(
+            model, data, policy=policy, out=out, format=data_format, images=images, method=method, layer=layer,
+            preprocess=preprocess, classes=classes, max_samples=max_samples, seed=seed, batch_size=batch_size,
+            baseline=baseline, fail_on=fail_on, trust_model=trust_model, progress=progress, tracking=tracking,
+        )
+    finally:
+        progress.close()
+    _print_verdict(verdict, quiet=quiet, verbose=verbose)
+    sys.exit(verdict.exit_code)
+
+
+def _print_verdict(verdict, quiet: bool, verbose: bool) -> None:
+    out = verdict.outputs.get("html", str(verdict.out_dir))
+    if verdict.error:
+        _echo_err(f"camgate: ERROR: {verdict.error}")
+        if verdict.traceback:
+            _echo_err(f"camgate: traceback written to {verdict.outputs.get('log')}")
+            if verbose:
+                _echo_err(verdict.traceback)
+    if not quiet:
+        shown = verdict.checks if verbose else verdict.failed_checks + verdict.warned_checks
+        for c in shown:
+            click.echo(f"  {c['outcome']:7} {c['check_id']} [{c['slice']}]: {c['message']}")
+    tracked = f"; MLflow run {verdict.tracking['run_id']}" if verdict.tracking.get("run_id") else ""
+    click.echo(f"camgate: {verdict.status} (exit {verdict.exit_code}) — report: {out}{tracked}")
+
+
+@main.command("check-policy")
+@click.argument("policy_file", type=click.Path(dir_okay=False))
+def check_policy(policy_file):
+    """Validate a policy file and list its checks."""
+    from validator.policy import load_policy
+
+    policy = load_policy(policy_file)
+    click.echo(f"{policy_file}: OK — policy '{policy.name}' v{policy.version}, hash {policy.content_hash}")
+    for check in policy.checks:
+        bounds = " ".join(x for x in (f"min {check.min}" if check.min is not None else "",
+                                      f"max {check.max}" if check.max is not None else "") if x)
+        click.echo(f"  {check.id}: {check.bound} {check.aggregate} of {check.metric} {bounds} [{check.severity}]")
+
+
+@main.command()
+@click.argument("model")
+@click.argument("image", type=click.Path(dir_okay=False))
+@click.option("--class", "class_", help="Class to explain (index or name from --classes); default: the prediction.")
+@click.option("--classes", type=click.Path(dir_okay=False, exists=True), help="Class names in model output order.")
+@click.option("--box", nargs=4, type=float, help="Object box x0 y0 x1 y1 in image pixels, to score the map.")
+@click.option("--method", type=click.Choice(METHOD_CHOICES), default="gradcam", show_default=True)
+@click.option("--layer", help="Target layer name.")
+@click.option("--preprocess", default="none", show_default=True, help=PREPROCESS_HELP)
+@click.option("--out", type=click.Path(dir_okay=False), help="Overlay PNG (default: <image>.camgate.png).")
+@click.option("--trust-model", is_flag=True, help="Allow models whose loading runs Python code.")
+def explain(model, image, class_, classes, box, method, layer, preprocess, out, trust_model):
+    """Explain one IMAGE: write an overlay PNG and print the scores."""
+    from validator.explain_one import explain_image
+
+    result = explain_image(model, image, class_=class_, classes=classes, box=box, method=method, layer=layer,
+                           preprocess=preprocess, out=out, trust=trust_model)
+    click.echo(f"class {result['class_name']} (predicted {result['predicted_name']}, p={result['confidence']:.3f})")
+    for key, value in result["scores"].items():
+        click.echo(f"  {key}: {value:.4g}")
+    click.echo(f"overlay: {result['overlay']}")
+
+
+@main.command()
+@click.option("--workdir", default=".demo", show_default=True, type=click.Path(file_okay=False), help="Data, models and reports.")
+@click.option("--tracking-uri", default="sqlite:///mlflow.db", show_default=True, help="Where the demo logs its runs.")
+@click.option("--no-mlflow", is_flag=True, help="Reports only.")
+@click.option("--fast", is_flag=True, help="Smaller data and shorter training (for tests).")
+def demo(workdir, tracking_uri, no_mlflow, fast):
+    """Train a clean model and shortcut models on synthetic data, audit each, print the verdicts."""
+    from validator.demo import run_demo
+
+    code = run_demo(Path(workdir), tracking_uri=None if no_mlflow else tracking_uri, fast=fast)
+    sys.exit(code)
+
+
+def run() -> None:
+    """Console entry: map errors to exit codes; an unexpected exception is exit 3 with a logged traceback."""
+    try:
+        main.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except click.exceptions.Abort:
+        _echo_err("camgate: aborted")
+        sys.exit(3)
+    except CamgateError as exc:
+        _echo_err(f"camgate: error: {exc}")
+        sys.exit(exc.exit_code)
+    except SystemExit:
+        raise
+    except BaseException as exc:  # fail closed: never exit 0 on an unexpected error
+        log = Path("camgate-error.log")
+        log.write_text(traceback.format_exc())
+        _echo_err(f"camgate: unexpected {type(exc).__name__}: {exc} (traceback in {log})")
+        sys.exit(3)

@@ -1,0 +1,413 @@
+"""The audit: data -> model -> explain -> metrics -> stats -> policy -> reports (-> tracking).
+
+``audit()`` never exits the process and always writes the local verdict and reports, also on FAIL and ERROR.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from validator import __version__
+from validator.errors import CamgateError, UsageError
+from validator.verdict import ERROR, FAIL, PASS, WARN, Verdict
+
+BOX_METRIC_SORT = "lift"
+OVERLAYS_PER_CLASS = 3
+
+
+@dataclass
+class AuditOptions:
+    """Everything that can be set on the command line; None means "take it from the policy"."""
+
+    format: str | None = None
+    images: str | None = None
+    method: str | None = None
+    layer: str | None = None
+    preprocess: str = "none"
+    classes: str | list | None = None
+    max_samples: int | None = None
+    seed: int | None = None
+    batch_size: int | None = None
+    baseline: str | None = None
+    fail_on: str = "fail"
+    trust_model: bool = False
+    today: date | None = None
+    progress: Callable[[int, int], None] | None = None
+    tracking: object | None = None  # validator.tracking.TrackingOptions; None = no MLflow
+    extra_tags: dict = field(default_factory=dict)
+
+
+class _Timer:
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def add(self, stage: str, since: float) -> float:
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - since
+        return now
+
+
+def audit(model, data, policy=None, out=None, **options) -> Verdict:
+    """Audit ``model`` on the annotated set ``data`` under ``policy``; write every report into ``out``.
+
+    Returns the :class:`~validator.verdict.Verdict` (status PASS/WARN/FAIL/ERROR, checks, output paths and the
+    exit code the CLI would use). Errors are caught and reported as status ERROR, never raised.
+    """
+    opts = AuditOptions(**options)
+    started = time.perf_counter()
+    model_label = model if isinstance(model, str | Path) else getattr(model, "name", "model")
+    out_dir = Path(out) if out is not None else Path("camgate-report") / _safe_name(model_label)
+    verdict = Verdict(out_dir=out_dir, model=str(model_label), data=str(data))
+    timer = _Timer()
+    try:
+        _run(verdict, model, data, policy, opts, timer)
+    except CamgateError as exc:
+        verdict.set_error(str(exc), exc.exit_code)
+    except MemoryError:
+        verdict.set_error("out of memory: lower --batch-size or --max-samples", 3)
+    except Exception as exc:  # the gate fails closed: an unexpected error is ERROR (exit 3), never a pass
+        verdict.set_error(f"unexpected {type(exc).__name__}: {exc}", 3, traceback.format_exc())
+    verdict.wall_seconds = time.perf_counter() - started
+    verdict.timings = timer.seconds
+    _finish(verdict, opts, timer)
+    return verdict
+
+
+def _finish(verdict: Verdict, opts: AuditOptions, timer: _Timer) -> None:
+    from validator.report.files import write_reports
+
+    since = time.perf_counter()
+    try:
+        write_reports(verdict)
+    except Exception as exc:  # a report that cannot be written is an error, but still try tracking
+        verdict.set_error(f"could not write reports to {verdict.out_dir}: {exc}", 3, traceback.format_exc())
+        _write_minimal(verdict)
+    since = timer.add("reports", since)
+    if opts.tracking is not None:
+        from validator.tracking import log_verdict
+
+        try:
+            log_verdict(verdict, opts.tracking)
+        except CamgateError as exc:
+            verdict.set_error(str(exc), exc.exit_code)
+            write_reports(verdict)  # the local record must say why the gate errored
+        timer.add("mlflow", since)
+        verdict.timings = timer.seconds
+
+
+def _write_minimal(verdict: Verdict) -> None:
+    try:
+        verdict.out_dir.mkdir(parents=True, exist_ok=True)
+        (verdict.out_dir / "verdict.json").write_text(json.dumps(verdict.to_dict(), indent=2, default=str))
+        (verdict.out_dir / "NOT_BLESSED").write_text(verdict.status + "\n")
+    except OSError:
+        pass
+
+
+def _safe_name(label) -> str:
+    name = Path(str(label).rstrip("/")).stem or "model"
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name.replace(":", "_"))
+
+
+def _run(verdict: Verdict, model, data, policy, opts: AuditOptions, timer: _Timer) -> None:
+    from validator.data import check_num_classes, load_dataset, read_class_list, select_samples
+    from validator.policy import default_policy_path, evaluate, gate_status, load_policy, waiver_report
+
+    since = time.perf_counter()
+    policy_obj = load_policy(policy if policy is not None else default_policy_path())
+    verdict.policy = {
+        "name": policy_obj.name,
+        "version": policy_obj.version,
+        "hash": policy_obj.content_hash,
+        "source": str(policy_obj.source or "<dict>"),
+        "content": policy_obj.to_dict(),
+    }
+    today = opts.today or date.today()
+    verdict.waivers = waiver_report(policy_obj, today)
+    if opts.fail_on not in ("fail", "warn"):
+        raise UsageError(f"--fail-on must be 'fail' or 'warn', got '{opts.fail_on}'")
+    verdict.fail_on = opts.fail_on
+
+    from validator.model import load_model
+
+    loaded = load_model(model, trust=opts.trust_model)
+    verdict.model_name = loaded.name
+
+    class_list = opts.classes
+    if isinstance(class_list, str | Path):
+        class_list = read_class_list(class_list)
+    if class_list is None and policy_obj.classes is not None:
+        class_list = list(policy_obj.classes)
+    dataset = load_dataset(data, format=opts.format, images_dir=opts.images, classes=class_list)
+    check_num_classes(dataset, loaded.num_classes)
+    seed = opts.seed if opts.seed is not None else policy_obj.sample.seed
+    max_samples = opts.max_samples if opts.max_samples is not None else policy_obj.sample.max_samples
+    samples = select_samples(dataset.samples, max_samples, seed)
+    since = timer.add("load", since)
+
+    explainer_settings = _explainer_settings(policy_obj, opts)
+    run = _explain_set(loaded, samples, dataset.class_names, explainer_settings, opts, policy_obj, timer, verdict)
+    verdict.explainer = run.settings
+    verdict.sample = {
+        "format": dataset.format,
+        "source": dataset.source,
+        "class_names": dataset.class_names,
+        "seed": seed,
+        "max_samples": max_samples,
+        "n_selected": len(samples),
+        "n_explained": run.n_rows,
+        "n_images": dataset.n_images,
+        "n_no_box": dataset.n_no_box,
+        "n_large_box": int(np.sum(run.table["area"] > policy_obj.sample.max_box_area)),
+        "n_dead": int(np.nansum(run.table["dead"])),
+        "issue_counts": _issue_counts(dataset.issues + run.issues),
+    }
+    verdict.data_issues = [issue.to_dict() for issue in dataset.issues + run.issues]
+    verdict.table = run.table
+    verdict.atlas = run.atlas
+
+    baseline_table = None
+    if opts.baseline is not None:
+        baseline_loaded = load_model(opts.baseline, trust=opts.trust_model)
+        check_num_classes(dataset, baseline_loaded.num_classes)
+        baseline_run = _explain_set(
+            baseline_loaded, samples, dataset.class_names, explainer_settings, opts, policy_obj, timer, None
+        )
+        baseline_table = baseline_run.table
+        verdict.baseline = {"model": str(opts.baseline), "n_explained": baseline_run.n_rows}
+
+    since = time.perf_counter()
+    data_summary = {
+        "n_records": len(samples) + _skipped_before_selection(dataset),
+        "n_skipped": len(samples) - run.n_rows + _skipped_before_selection(dataset),
+    }
+    results = evaluate(
+        policy_obj, run.table, data_summary=data_summary, baseline_table=baseline_table, today=today, seed=seed
+    )
+    verdict.checks = [r.to_dict() for r in results]
+    verdict.summary = _summarize(run.table, dataset.class_names, policy_obj, seed)
+    timer.add("stats", since)
+    verdict.status = gate_status(results)
+    verdict.exit_code = 1 if verdict.status == FAIL or (verdict.status == WARN and opts.fail_on == "warn") else 0
+
+    since = time.perf_counter()
+    verdict.overlays = _render_overlays(loaded, samples, run, explainer_settings, opts, verdict.out_dir)
+    timer.add("overlays", since)
+
+
+def _skipped_before_selection(dataset) -> int:
+    # Records dropped while reading annotations (all boxes invalid, image file missing) never became samples.
+    return sum(1 for issue in dataset.issues if issue.action == "skipped_sample")
+
+
+def _issue_counts(issues) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for issue in issues:
+        counts[issue.action] = counts.get(issue.action, 0) + 1
+    return counts
+
+
+def _explainer_settings(policy_obj, opts: AuditOptions) -> dict:
+    return {
+        "method": opts.method or policy_obj.explainer.method,
+        "layer": opts.layer or policy_obj.explainer.layer,
+        "batch_size": opts.batch_size or policy_obj.explainer.batch_size,
+        "preprocess": opts.preprocess,
+    }
+
+
+@dataclass
+class _SetRun:
+    table: dict
+    n_rows: int
+    settings: dict
+    issues: list
+    atlas: dict  # class name (or "overall") -> mean display-normalised map
+
+
+def _explain_set(loaded, samples, class_names, settings, opts, policy_obj, timer, verdict) -> _SetRun:
+    """Stream the samples through the explainer; keep only the per-sample table and the running atlas."""
+    from validator.data import iter_batches
+    from validator.explain import Explainer
+    from validator.metrics import score_maps
+
+    explainer = Explainer(loaded, method=settings["method"], layer=settings["layer"], batch_size=settings["batch_size"])
+    issues: list = []
+    chunks: list[dict] = []
+    atlas_sum: dict[str, np.ndarray] = {}
+    atlas_n: dict[str, int] = {}
+    done = 0
+    since = time.perf_counter()
+    for batch in iter_batches(
+        samples,
+        input_size=loaded.input_size,
+        batch_size=settings["batch_size"],
+        preprocess=settings["preprocess"],
+        issues=issues,
+    ):
+        since = timer.add("data", since)
+        batch_samples = [samples[i] for i in batch.indices]
+        # A sample without a label is explained for class 0 only to keep the batch whole; it has no box,
+        # so its box metrics are NaN, and it counts only where a label exists.
+        class_ids = np.array([s.class_id if s.class_id is not None else 0 for s in batch_samples])
+        result = explainer.explain(batch.images, class_ids)
+        since = timer.add("explain", since)
+        scores = score_maps(result.maps, batch.boxes, regions=policy_obj.regions or None)
+        for i, s in enumerate(batch_samples):
+            if s.class_id is None:
+                for key in scores:
+                    scores[key][i] = np.nan
+        labelled = np.array([s.class_id is not None for s in batch_samples])
+        chunk = {
+            "sample_id": np.array([s.sample_id for s in batch_samples], dtype=object),
+            "image": np.array([s.image_path for s in batch_samples], dtype=object),
+            "class_id": np.array([s.class_id if s.class_id is not None else -1 for s in batch_samples]),
+            "class_name": np.array([s.class_name for s in batch_samples], dtype=object),
+            "predicted": result.predicted.astype(int),
+            "predicted_name": np.array([_name(class_names, p) for p in result.predicted], dtype=object),
+            "confidence": result.confidence.astype(float),
+            "correct": np.where(labelled, (result.predicted == class_ids).astype(float), np.nan),
+            **scores,
+        }
+        chunk["dead"] = np.where(labelled, result.dead.astype(float), np.nan)
+        chunks.append(chunk)
+        _accumulate_atlas(atlas_sum, atlas_n, result, batch_samples)
+        since = timer.add("metrics", since)
+        done += len(batch.indices)
+        if opts.progress is not None and verdict is not None:
+            opts.progress(done, len(samples))
+    table = _concat(chunks)
+    atlas = {name: atlas_sum[name] / atlas_n[name] for name in atlas_sum}
+    return _SetRun(table, len(table["sample_id"]), explainer.settings | {"preprocess": settings["preprocess"]}, issues, atlas)
+
+
+def _name(class_names, index) -> str:
+    return class_names[index] if 0 <= index < len(class_names) else str(index)
+
+
+def _accumulate_atlas(sums: dict, counts: dict, result, batch_samples) -> None:
+    peaks = result.maps.reshape(len(result.maps), -1).max(axis=1)
+    for i, s in enumerate(batch_samples):
+        if result.dead[i] or s.class_id is None:
+            continue
+        normalised = result.maps[i] / peaks[i]  # display normalisation: the atlas shows WHERE, not how much
+        for key in ("overall", s.class_name):
+            if key not in sums:
+                sums[key] = np.zeros_like(normalised, dtype=np.float64)
+                counts[key] = 0
+            sums[key] += normalised
+            counts[key] += 1
+
+
+def _concat(chunks: list[dict]) -> dict:
+    if not chunks:
+        from validator.errors import DataError
+
+        raise DataError("no sample could be read: every image was skipped (see the data issues in the report)")
+    return {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
+
+
+def _summarize(table, class_names, policy_obj, seed) -> dict:
+    from validator.metrics import METRICS
+    from validator.stats import summarize
+
+    labelled = np.array([c is not None for c in table["class_name"]])
+    slices = {"overall": labelled}
+    for name in class_names:
+        mask = np.array([c == name for c in table["class_name"]])
+        if mask.any():
+            slices[f"class={name}"] = mask
+    box_ok = np.isfinite(table["area"]) & (table["area"] <= policy_obj.sample.max_box_area)
+    masked = {}
+    for key, values in table.items():
+        info = METRICS.get(key)
+        if info is not None and info.needs_box:
+            masked[key] = np.where(box_ok, values, np.nan)
+        else:
+            masked[key] = values
+    metrics = [m for m in METRICS if m in table and m != "area"] + [k for k in table if k.startswith("region_")]
+    return summarize(masked, metrics=metrics, slices=slices, seed=seed, n_resamples=1000)
+
+
+def _render_overlays(loaded, samples, run: _SetRun, settings, opts, out_dir: Path) -> list[dict]:
+    """Re-explain the few samples shown to humans (worst offenders, typical passes) and write PNGs.
+
+    A second small pass keeps the main pass's memory flat: it never holds images or maps beyond a batch.
+    """
+    from validator.data import iter_batches
+    from validator.explain import Explainer
+    from validator.report.overlay import render_atlas, render_overlay, write_png
+
+    picks = _pick_overlays(run.table)
+    overlays: list[dict] = []
+    overlay_dir = out_dir / "overlays"
+    by_id = {s.sample_id: s for s in samples}
+    chosen = [by_id[p["sample_id"]] for p in picks if p["sample_id"] in by_id]
+    if chosen:
+        explainer = Explainer(loaded, method=settings["method"], layer=settings["layer"], batch_size=settings["batch_size"])
+        kinds = {p["sample_id"]: p for p in picks}
+        for batch in iter_batches(chosen, input_size=loaded.input_size, batch_size=settings["batch_size"], preprocess=settings["preprocess"]):
+            batch_samples = [chosen[i] for i in batch.indices]
+            result = explainer.explain(batch.images, np.array([s.class_id for s in batch_samples]))
+            for i, s in enumerate(batch_samples):
+                pick = kinds[s.sample_id]
+                name = f"{pick['kind']}_{_safe_name(s.class_name)}_{pick['rank']}_{_safe_name(s.sample_id)}.png"
+                path = write_png(overlay_dir / name, render_overlay(batch.raw[i], result.maps[i], batch.boxes[i]))
+                overlays.append({**pick, "class_name": s.class_name, "path": str(path.relative_to(out_dir))})
+    for key, mean_map in run.atlas.items():
+        name = "atlas_overall.png" if key == "overall" else f"atlas_{_safe_name(key)}.png"
+        write_png(overlay_dir / name, render_atlas(mean_map))
+        overlays.append({"kind": "atlas", "class_name": None if key == "overall" else key, "path": f"overlays/{name}",
+                         "sample_id": None, "rank": 0, "lift": None})
+    return overlays
+
+
+def _pick_overlays(table) -> list[dict]:
+    """Per class: the lowest-lift samples (worst offenders) and the ones nearest the class median (typical)."""
+    picks = []
+    lift = table[BOX_METRIC_SORT]
+    for name in sorted({c for c in table["class_name"] if c is not None}):
+        rows = np.flatnonzero((table["class_name"] == name) & np.isfinite(lift))
+        if not len(rows):
+            continue
+        order = rows[np.argsort(lift[rows], kind="stable")]
+        worst = order[:OVERLAYS_PER_CLASS]
+        median = np.median(lift[rows])
+        typical = [r for r in rows[np.argsort(np.abs(lift[rows] - median), kind="stable")] if r not in worst]
+        for kind, chosen in (("worst", worst), ("typical", typical[:OVERLAYS_PER_CLASS])):
+            for rank, r in enumerate(chosen):
+                picks.append({"kind": kind, "rank": rank, "sample_id": table["sample_id"][r],
+                              "lift": float(lift[r]), "corner_heat_max": _finite(table["corner_heat_max"][r])})
+    return picks
+
+
+def _finite(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def environment() -> dict:
+    versions = {"camgate": __version__, "python": platform.python_version()}
+    try:
+        import tensorflow as tf
+
+        versions["tensorflow"] = tf.__version__
+        import keras
+
+        versions["keras"] = keras.__version__
+    except ImportError:
+        pass
+    return versions
+
+
+__all__ = ["audit", "AuditOptions", "Verdict", "PASS", "WARN", "FAIL", "ERROR"]

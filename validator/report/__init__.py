@@ -1,0 +1,1 @@
+"""Everything the gate writes for humans and machines: overlays, verdict.json, JUnit, Markdown, HTML, CSV."""

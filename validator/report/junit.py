@@ -1,0 +1,33 @@
+"""JUnit XML: one test case per check x slice, for CI test reporters."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+
+def render_junit(data: dict) -> str:
+    checks = data.get("checks") or []
+    suite = ET.Element(
+        "testsuite",
+        name=f"camgate.{data.get('model_name') or 'model'}",
+        tests=str(max(len(checks), 1)),
+        failures=str(sum(c["outcome"] == "FAIL" for c in checks)),
+        errors="1" if data.get("error") else "0",
+        skipped=str(sum(c["outcome"] == "SKIPPED" for c in checks)),
+        time=f"{data.get('wall_seconds') or 0:.3f}",
+    )
+    if data.get("error"):
+        case = ET.SubElement(suite, "testcase", classname="camgate", name="audit")
+        ET.SubElement(case, "error", message=data["error"], type="camgate.error").text = data["error"]
+    for c in checks:
+        case = ET.SubElement(suite, "testcase", classname=f"camgate.{c['check_id']}", name=c["slice"])
+        if c["outcome"] == "FAIL":
+            ET.SubElement(case, "failure", message=c["message"], type=c["metric"]).text = c["message"]
+        elif c["outcome"] == "SKIPPED":
+            ET.SubElement(case, "skipped", message=c["message"])
+        elif c["outcome"] == "WARN":
+            ET.SubElement(case, "system-out").text = f"WARN: {c['message']}"
+    suites = ET.Element("testsuites")
+    suites.append(suite)
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"

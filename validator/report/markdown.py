@@ -1,0 +1,81 @@
+"""Markdown summary (for $GITHUB_STEP_SUMMARY and PR comments) and GitHub workflow annotations."""
+
+from __future__ import annotations
+
+MAX_ANNOTATIONS = 10
+ICONS = {"PASS": "✅", "WARN": "⚠️", "FAIL": "❌", "ERROR": "🛑", "SKIPPED": "⏭️"}
+
+
+def fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def render_markdown(data: dict) -> str:
+    status = data["status"]
+    lines = [f"## {ICONS.get(status, '')} camgate: **{status}** — {data.get('model_name') or data['model']}", ""]
+    if data.get("error"):
+        lines += [f"**Error:** {data['error']}", ""]
+    policy = data.get("policy") or {}
+    sample = data.get("sample") or {}
+    explainer = data.get("explainer") or {}
+    if policy:
+        lines.append(f"Policy `{policy.get('name')}` v{policy.get('version')} (hash `{policy.get('hash')}`)")
+    if explainer:
+        lines.append(f"Explainer `{explainer.get('method')}` on layer `{explainer.get('layer')}`")
+    if sample:
+        lines.append(
+            f"Samples explained: {sample.get('n_explained')} of {sample.get('n_selected')} selected "
+            f"({sample.get('n_no_box', 0)} without box, {sample.get('n_large_box', 0)} with box area above the cut-off, "
+            f"{sample.get('n_dead', 0)} dead maps)"
+        )
+    lines.append("")
+    checks = data.get("checks") or []
+    if checks:
+        lines += ["| | check | slice | value | 95% interval | compared | threshold | n |", "|---|---|---|---|---|---|---|---|"]
+        ordered = sorted(checks, key=lambda c: {"FAIL": 0, "WARN": 1, "PASS": 2, "SKIPPED": 3}.get(c["outcome"], 4))
+        for c in ordered:
+            threshold = " ".join(
+                part for part in (f"≥ {fmt(c.get('min'))}" if c.get("min") is not None else "",
+                                  f"≤ {fmt(c.get('max'))}" if c.get("max") is not None else "") if part
+            ) or "change vs baseline"
+            interval = f"[{fmt(c.get('lo'))}, {fmt(c.get('hi'))}]"
+            lines.append(
+                f"| {ICONS.get(c['outcome'], '')} {c['outcome']} | `{c['check_id']}` ({c['metric']} {c.get('aggregate', '')}) "
+                f"| {c['slice']} | {fmt(c.get('observed'))} | {interval} | {fmt(c.get('compared'))} | {threshold} | {c.get('n')} |"
+            )
+        lines.append("")
+        problems = [c for c in ordered if c["outcome"] in ("FAIL", "WARN")]
+        if problems:
+            lines += ["**Why:**", ""] + [f"- {c['message']}" for c in problems[:20]] + [""]
+    waivers = data.get("waivers") or []
+    if waivers:
+        lines += ["**Waivers:**", ""]
+        lines += [f"- `{w.get('check')}` {w.get('slice') or ''} — {w.get('state')} until {w.get('expires')}: {w.get('reason')}" for w in waivers]
+        lines.append("")
+    issues = data.get("data_issues") or []
+    if issues:
+        lines.append(f"**Data issues:** {len(issues)} (see verdict.json); first: {issues[0]['file']}: {issues[0]['reason']}")
+    return "\n".join(lines) + "\n"
+
+
+def github_annotations(data: dict) -> list[str]:
+    """At most 10 ::error/::warning lines, then a notice with the count of the rest."""
+    lines = []
+    if data.get("error"):
+        lines.append(f"::error title=camgate {data['status']}::{_escape(data['error'])}")
+    problems = [c for c in data.get("checks") or [] if c["outcome"] in ("FAIL", "WARN")]
+    for c in problems:
+        level = "error" if c["outcome"] == "FAIL" else "warning"
+        lines.append(f"::{level} title=camgate {c['check_id']} ({c['slice']})::{_escape(c['message'])}")
+    shown, rest = lines[:MAX_ANNOTATIONS], len(lines) - MAX_ANNOTATIONS
+    if rest > 0:
+        shown.append(f"::notice title=camgate::{rest} more failing or warning checks in summary.md / verdict.json")
+    return shown
+
+
+def _escape(text: str) -> str:
+    return str(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
