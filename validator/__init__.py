@@ -26,7 +26,7 @@ def __getattr__(name: str):
 
         return heatmaps
     if name == "audit":
-        from validator.audit import audit
+        from validator.gate import audit
 
         return audit
     raise AttributeError(f"module 'validator' has no attribute {name!r}")

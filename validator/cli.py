@@ -86,11 +86,12 @@ def audit(model, data, data_format, images, policy, method, layer, preprocess, c
           parent_run_id, promote, quiet, verbose):
     """Audit MODEL (.keras, .h5, SavedModel folder, or MLflow URI) on an annotated held-out set."""
     from validator.gate import audit as run_audit
-    from validator.tracking import TrackingOptions
 
     progress = _Progress(enabled=not quiet)
     tracking = None
     if not no_mlflow:
+        from validator.tracking import TrackingOptions
+
         tracking = TrackingOptions(uri=tracking_uri, experiment=experiment, run_name=run_name,
                                    parent_run_id=parent_run_id, promote=promote)
     try:
@@ -153,6 +154,8 @@ def explain(model, image, class_, classes, box, method, layer, preprocess, out, 
     result = explain_image(model, image, class_=class_, classes=classes, box=box, method=method, layer=layer,
                            preprocess=preprocess, out=out, trust=trust_model)
     click.echo(f"class {result['class_name']} (predicted {result['predicted_name']}, p={result['confidence']:.3f})")
+    if result["dead"]:
+        click.echo("  dead map: no gradient reached the layer for this class, so there is no explanation", err=True)
     for key, value in result["scores"].items():
         click.echo(f"  {key}: {value:.4g}")
     click.echo(f"overlay: {result['overlay']}")
