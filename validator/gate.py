@@ -233,6 +233,7 @@ class _SetRun:
     settings: dict
     issues: list
     atlas: dict  # class name (or "overall") -> mean display-normalised map
+    explainer: object = None  # reused for the overlays: a second Explainer would trace its graph again
 
 
 def _explain_set(loaded, samples, class_names, settings, opts, policy_obj, timer, verdict) -> _SetRun:
@@ -288,7 +289,8 @@ def _explain_set(loaded, samples, class_names, settings, opts, policy_obj, timer
             opts.progress(done, len(samples))
     table = _concat(chunks)
     atlas = {name: atlas_sum[name] / atlas_n[name] for name in atlas_sum}
-    return _SetRun(table, len(table["sample_id"]), explainer.settings | {"preprocess": settings["preprocess"]}, issues, atlas)
+    return _SetRun(table, len(table["sample_id"]), explainer.settings | {"preprocess": settings["preprocess"]}, issues, atlas,
+                   explainer)
 
 
 def _name(class_names, index) -> str:
@@ -354,7 +356,9 @@ def _render_overlays(loaded, samples, run: _SetRun, settings, opts, out_dir: Pat
     by_id = {s.sample_id: s for s in samples}
     chosen = [by_id[p["sample_id"]] for p in picks if p["sample_id"] in by_id]
     if chosen:
-        explainer = Explainer(loaded, method=settings["method"], layer=settings["layer"], batch_size=settings["batch_size"])
+        explainer = run.explainer or Explainer(
+            loaded, method=settings["method"], layer=settings["layer"], batch_size=settings["batch_size"]
+        )
         kinds = {p["sample_id"]: p for p in picks}
         for batch in iter_batches(chosen, input_size=loaded.input_size, batch_size=settings["batch_size"], preprocess=settings["preprocess"]):
             batch_samples = [chosen[i] for i in batch.indices]
