@@ -70,7 +70,10 @@ def audit(model, data, policy=None, out=None, **options) -> Verdict:
     verdict = Verdict(out_dir=out_dir, model=str(model_label), data=str(data))
     timer = _Timer()
     try:
-        _run(verdict, model, data, policy, opts, timer)
+        from validator.mlflow_models import registry_context  # models:/ URIs resolve against --tracking-uri
+
+        with registry_context(opts.tracking):
+            _run(verdict, model, data, policy, opts, timer)
     except CamgateError as exc:
         verdict.set_error(str(exc), exc.exit_code)
     except MemoryError:

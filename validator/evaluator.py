@@ -1,0 +1,106 @@
+"""``mlflow.models.evaluate(..., evaluators="camgate")``: a thin adapter that runs the same audit.
+
+.. code-block:: python
+
+    frame = pandas.DataFrame({"image": [...], "label": [...], "xmin": [...], "ymin": [...],
+                              "xmax": [...], "ymax": [...]})           # one row per box, pixels
+    result = mlflow.models.evaluate(
+        "models:/shapes/3", data=frame, targets="label", model_type="classifier",
+        evaluators="camgate", evaluator_config={"policy": "policy.yaml", "out": "camgate-report/eval"},
+    )
+    result.metrics["gate/ok"]      # 1.0 on a pass; every gate metric is in result.metrics
+
+MLflow 3's ``evaluate`` needs ``model_type`` (or ``extra_metrics``) and, for ``"classifier"``, ``targets``:
+pass ``targets="label"``. The DataFrame is written as a CSV manifest (image, label, xmin, ymin, xmax, ymax;
+relative image paths are resolved against the working folder or ``evaluator_config["images"]``), the Keras
+model is taken from the pyfunc wrapper MLflow loaded, and the audit logs into the evaluation run. The
+result's metrics are the gate's; its artifacts are the run's ``camgate/`` files. The gate verdict does not
+raise: check ``result.metrics["gate/ok"]`` (or the run's ``camgate.status`` tag).
+
+``evaluator_config`` keys: ``policy``, ``out`` and any :func:`validator.gate.audit` option (``method``,
+``layer``, ``preprocess``, ``classes``, ``max_samples``, ``seed``, ``batch_size``, ``trust_model``,
+``images``, ``fail_on``, ``baseline``), plus ``promote`` (ignored here: evaluate gives no registry version)
+and ``columns`` (a mapping from the six column names to yours).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from pathlib import Path
+
+from mlflow.models.evaluation.base import EvaluationResult, ModelEvaluator
+
+COLUMNS = ("image", "label", "xmin", "ymin", "xmax", "ymax")
+_AUDIT_KEYS = ("method", "layer", "preprocess", "classes", "max_samples", "seed", "batch_size", "trust_model",
+               "images", "fail_on", "baseline")
+
+
+class CamGateEvaluator(ModelEvaluator):
+    """The camgate gate as an MLflow evaluator (entry point group ``mlflow.model_evaluator``)."""
+
+    @classmethod
+    def can_evaluate(cls, *, model_type, evaluator_config, **kwargs) -> bool:
+        return model_type in (None, "classifier")
+
+    def evaluate(self, *, model_type, dataset, run_id, evaluator_config, model=None, **kwargs):
+        import mlflow
+
+        from validator.gate import audit
+        from validator.tracking import TrackingOptions, summary_metrics
+
+        config = dict(evaluator_config or {})
+        if model is None:
+            raise ValueError("the camgate evaluator needs a model (a Keras model logged to MLflow)")
+        keras_model = _raw_keras_model(model)
+        with tempfile.TemporaryDirectory(prefix="camgate-eval-") as tmp:
+            manifest = write_manifest(dataset, Path(tmp) / "manifest.csv", config.get("columns") or {},
+                                      config.get("images"))
+            options = {k: config[k] for k in _AUDIT_KEYS if k in config and k != "images"}
+            tags = {"camgate.source": "mlflow.evaluate"}
+            if kwargs.get("model_id"):
+                tags["camgate.model_id"] = str(kwargs["model_id"])  # the logged model MLflow evaluated
+            tracking = TrackingOptions(uri=mlflow.get_tracking_uri(), run_id=run_id, finish_run=False,
+                                       extra_tags=tags)
+            verdict = audit(keras_model, manifest, policy=config.get("policy"), out=config.get("out"),
+                            format="csv", tracking=tracking, **options)
+        metrics = summary_metrics(verdict) if verdict.summary else {}
+        metrics.update({"gate/ok": 1.0 if verdict.ok else 0.0})
+        return EvaluationResult(metrics=metrics, artifacts={}, run_id=run_id)
+
+
+def _raw_keras_model(model):
+    try:
+        raw = model.get_raw_model()
+    except (AttributeError, NotImplementedError) as exc:
+        raise ValueError("the camgate evaluator needs a model logged with mlflow.keras.log_model") from exc
+    if not hasattr(raw, "layers"):
+        raise ValueError(f"the camgate evaluator needs a Keras model, got {type(raw).__name__}")
+    return raw
+
+
+def write_manifest(dataset, path: Path, columns: dict, images_dir=None) -> str:
+    """The evaluation DataFrame (features + targets) as camgate's CSV manifest, with absolute image paths."""
+    frame = dataset.features_data.copy()
+    labels = getattr(dataset, "labels_data", None)
+    names = {c: columns.get(c, c) for c in COLUMNS}
+    if names["label"] not in frame.columns and labels is not None:
+        frame[names["label"]] = list(labels)
+    missing = [names[c] for c in COLUMNS if names[c] not in frame.columns]
+    if missing:
+        raise ValueError(f"the evaluation data lacks the columns {missing}; camgate needs {list(COLUMNS)} "
+                         "(map yours with evaluator_config={'columns': {...}})")
+    base = Path(images_dir) if images_dir else Path.cwd()
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        for _, row in frame.iterrows():
+            image = str(row[names["image"]])
+            if not os.path.isabs(image):
+                image = str((base / image).resolve())
+            writer.writerow([image, row[names["label"]], *(row[names[c]] for c in COLUMNS[2:])])
+    return str(path)
+
+
+__all__ = ["CamGateEvaluator", "write_manifest"]
