@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 
@@ -21,7 +22,7 @@ def audit_story(kind: str, cue: str | None, heldout_cue: str | None, workdir: Pa
     from validator.datasets.controls import train_control
     from validator.datasets.synthetic import write_dataset
 
-    control = train_control(kind, seed=0, cache_dir=workdir / "models")
+    control = train_control(kind, seed=0, cache_dir=os.environ.get("CAMGATE_CACHE") or workdir / "models")
     data_dir = workdir / "data" / (heldout_cue or "clean")
     if not (data_dir / "annotations.json").exists():
         write_dataset(data_dir, n_heldout, seed=11, cue=heldout_cue)

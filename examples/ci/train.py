@@ -7,6 +7,7 @@ an MLflow model URI) and an annotated held-out sample (COCO JSON, VOC folder or 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 from pathlib import Path
 
@@ -22,7 +23,7 @@ def main() -> None:
     from validator.datasets.synthetic import write_dataset
 
     out = Path(args.out)
-    control = train_control(args.kind, seed=0, cache_dir=out / "cache")
+    control = train_control(args.kind, seed=0, cache_dir=os.environ.get("CAMGATE_CACHE") or out / "cache")
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy(control.path, out / "model.keras")
     cue = None if args.kind == "clean" else args.kind
