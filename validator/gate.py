@@ -87,7 +87,7 @@ def audit(model, data, policy=None, out=None, **options) -> Verdict:
 
 
 def _finish(verdict: Verdict, opts: AuditOptions, timer: _Timer) -> None:
-    from validator.report.files import write_reports
+    from validator.report.files import publish_to_github, write_reports
 
     since = time.perf_counter()
     try:
@@ -106,6 +106,7 @@ def _finish(verdict: Verdict, opts: AuditOptions, timer: _Timer) -> None:
             write_reports(verdict)  # the local record must say why the gate errored
         timer.add("mlflow", since)
         verdict.timings = timer.seconds
+    publish_to_github(verdict)
 
 
 def _write_minimal(verdict: Verdict) -> None:
@@ -180,8 +181,8 @@ def _run(verdict: Verdict, model, data, policy, opts: AuditOptions, timer: _Time
     verdict.atlas = run.atlas
 
     baseline_table = None
-    if opts.baseline is not None:
-        baseline_loaded = load_model(opts.baseline, trust=opts.trust_model)
+    baseline_loaded = _load_baseline(opts, verdict)
+    if baseline_loaded is not None:
         check_num_classes(dataset, baseline_loaded.num_classes)
         baseline_run = _explain_set(
             baseline_loaded, samples, dataset.class_names, explainer_settings, opts, policy_obj, timer, None
@@ -206,6 +207,22 @@ def _run(verdict: Verdict, model, data, policy, opts: AuditOptions, timer: _Time
     since = time.perf_counter()
     verdict.overlays = _render_overlays(loaded, samples, run, explainer_settings, opts, verdict.out_dir)
     timer.add("overlays", since)
+
+
+def _load_baseline(opts: AuditOptions, verdict: Verdict):
+    """The baseline model, or None. A registry alias that does not exist yet (the very first model: no
+    champion) is a missing baseline, handled by the policy's on_missing_baseline, not an error."""
+    if opts.baseline is None:
+        return None
+    from validator.model import load_model
+
+    try:
+        return load_model(opts.baseline, trust=opts.trust_model)
+    except CamgateError as exc:
+        if type(exc).__name__ != "RegistryNotFoundError":
+            raise
+        verdict.baseline = {"model": str(opts.baseline), "missing": True, "reason": str(exc)}
+        return None
 
 
 def _skipped_before_selection(dataset) -> int:

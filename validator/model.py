@@ -183,6 +183,12 @@ def describe(model, source: str) -> LoadedModel:
 def _model_name(model, source: str) -> str:
     if source.startswith("<in-memory"):
         return model.name
+    if source.startswith("models:/"):  # models:/shapes/3 -> shapes-v3, models:/shapes@champion -> shapes-champion
+        name, _, version = source[len("models:/"):].replace("@", "/").partition("/")
+        return f"{name}-v{version}" if version.isdigit() else "-".join(p for p in (name, version) if p)
+    if source.startswith("runs:/"):
+        run_id, _, path = source[len("runs:/"):].partition("/")
+        return f"run-{run_id[:8]}-{Path(path).name or 'model'}"
     stem = Path(source.rstrip("/")).stem
     return stem or model.name
 

@@ -16,7 +16,10 @@ SUMMARY_LIMIT = 512 * 1024  # GitHub caps a step summary at 1 MiB; stay well und
 
 
 def write_reports(verdict) -> dict:
-    """verdict.json, BLESSED/NOT_BLESSED, junit.xml, summary.md, report.html, samples.csv (+ error.log)."""
+    """verdict.json, BLESSED/NOT_BLESSED, junit.xml, summary.md, report.html, samples.csv (+ error.log).
+
+    Safe to call again (e.g. after tracking failed): every file is rewritten. GitHub output is separate
+    (:func:`publish_to_github`) so it happens once per audit."""
     out = Path(verdict.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     outputs = {
@@ -47,7 +50,6 @@ def write_reports(verdict) -> dict:
     outputs["html"].write_text(render_html(data, out))
     # verdict.json last: its presence means every other file was written.
     outputs["verdict"].write_text(json.dumps(data, indent=2))
-    _publish_to_github(summary, data)
     return verdict.outputs
 
 
@@ -71,10 +73,12 @@ def _cell(value):
     return value
 
 
-def _publish_to_github(summary: str, data: dict) -> None:
+def publish_to_github(verdict) -> None:
     """Under GitHub Actions: append the summary to the job page and print a bounded set of annotations."""
     if os.environ.get("GITHUB_ACTIONS") != "true":
         return
+    data = verdict.to_dict()
+    summary = render_markdown(data)[:SUMMARY_LIMIT]
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
         with open(step_summary, "a") as handle:
