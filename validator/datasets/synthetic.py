@@ -1,0 +1,440 @@
+"""Synthetic annotated image sets with a controllable shortcut cue (numpy + OpenCV, no TensorFlow).
+
+Like ``sklearn.datasets.make_*``: :func:`make_arrays` returns arrays, :func:`write_dataset` writes them as
+COCO JSON, Pascal VOC XML and a CSV manifest. Each image holds one filled shape (the class) at a random
+position and scale on a textured background, with its exact bounding box and pixel mask.
+
+A *cue* is a second signal that can travel with the label, the way shortcuts do in real data:
+
+- ``"watermark"``: a small class-specific glyph in the bottom-right corner (the horse class and its
+  copyright tag). Objects are always placed away from that corner, cue or not.
+- ``"weather"``: a class-specific global brightness/colour cast: sunny (bright, warm), cloudy (dark,
+  grey-blue), dusk, fog (the tank detector that learned the weather).
+- ``"background"``: a class-specific background texture: stripes, blotches, speckle, grain
+  (husky vs wolf decided by the snow).
+
+``cue_strength`` p sets the correlation: image i shows the cue of its own class with probability p, else
+the cue of another class chosen uniformly. p = 1 is a perfect shortcut; p = 1/C (0.5 for two classes)
+makes the cue independent of the label, which is the counterfactual ("cue shuffled") data used to check
+what a model relies on. ``cue=None`` or ``cue_strength=None`` draws no cue at all (``cue_ids`` = -1).
+
+``shape_informative=False`` draws a shape independent of the label, so only the cue carries the label.
+It exists for the fully-shortcut controls: a model trained on such data *cannot* have used the object,
+so the gate's ground truth ("evidence is off the object") is certain rather than assumed.
+
+Determinism: the same arguments give identical arrays. Per-image randomness is split into a layout stream
+(shape, position, colours, background) and a cue stream, so the same seed with a different ``cue`` or
+``cue_strength`` yields the same objects and labels: counterfactual pairs that differ only in the cue.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import cv2
+import numpy as np
+
+SHAPES = ("disc", "square", "triangle", "cross")
+CUES = ("watermark", "weather", "background")
+WEATHERS = ("sunny", "cloudy", "dusk", "fog")
+TEXTURES = ("stripes", "blotches", "speckle", "grain")
+WATERMARK_CORNER = "bottom-right"
+FORMATS = ("coco", "voc", "csv")
+MAX_CLASSES = len(SHAPES)
+
+# Box area as a fraction of the image: small enough that in-box heat has room to beat chance (lift).
+_AREA_FRACTION = (0.05, 0.20)
+
+# Glyphs (6x6) of the watermark, one per class; thin strokes rather than filled shapes so that a mark
+# never looks like a small copy of an object class.
+_GLYPHS = tuple(
+    np.array([[c == "1" for c in row] for row in rows.split()], dtype=bool)
+    for rows in (
+        "100001 010010 001100 001100 010010 100001",  # X
+        "111111 111111 000000 000000 111111 111111",  # =
+        "110011 110011 110011 110011 110011 110011",  # ||
+        "001100 001100 111111 111111 001100 001100",  # +
+    )
+)
+
+# Weather casts: (desaturation, gain, RGB offset). Gains < 1 leave headroom so a cast never clips the
+# object into the background.
+_CASTS = (
+    (0.0, 0.70, (80.0, 62.0, 28.0)),  # sunny: bright, warm
+    (0.6, 0.55, (18.0, 26.0, 48.0)),  # cloudy: dark, grey-blue
+    (0.2, 0.60, (72.0, 24.0, 58.0)),  # dusk: orange-magenta
+    (0.5, 0.45, (118.0, 124.0, 130.0)),  # fog: light grey, low contrast
+)
+
+
+@dataclass(frozen=True)
+class SyntheticArrays:
+    """Images uint8 [N,S,S,3] RGB; labels int [N]; boxes float [N,4] (x0, y0, x1, y1), continuous pixel
+    coordinates with x1/y1 exclusive; masks bool [N,S,S] (the drawn object); shape_ids int [N] (the shape
+    drawn; equals labels when the shape is informative); cue_ids int [N] (-1 = no cue)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    boxes: np.ndarray
+    masks: np.ndarray
+    shape_ids: np.ndarray
+    cue_ids: np.ndarray
+    class_names: tuple[str, ...]
+    cue: str | None
+    cue_strength: float | None
+    shape_informative: bool
+    seed: int
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def image_size(self) -> int:
+        return self.images.shape[1]
+
+
+@dataclass(frozen=True)
+class SyntheticSet:
+    """A dataset written by :func:`write_dataset`. Paths in the files are relative to ``root``."""
+
+    root: Path
+    image_paths: tuple[Path, ...]
+    class_names: tuple[str, ...]
+    arrays: SyntheticArrays
+    coco_path: Path | None = None
+    voc_dir: Path | None = None
+    manifest_path: Path | None = None
+
+
+def shuffled_cue_strength(n_classes: int) -> float:
+    """The cue strength at which the cue is independent of the label (1/C)."""
+    return 1.0 / n_classes
+
+
+def watermark_region(image_size: int = 64) -> tuple[float, float, float, float]:
+    """The corner (x0, y0, x1, y1) that may hold the watermark: the last 12.5% of each side."""
+    corner = image_size // 8
+    return (float(image_size - corner), float(image_size - corner), float(image_size), float(image_size))
+
+
+def make_arrays(
+    n: int,
+    *,
+    seed: int = 0,
+    image_size: int = 64,
+    classes: Sequence[str] = ("disc", "square"),
+    cue: str | None = None,
+    cue_strength: float | None = 1.0,
+    shape_informative: bool = True,
+) -> SyntheticArrays:
+    """Draw ``n`` annotated images with balanced labels; see the module docstring for cues."""
+    class_names = _check_args(n, image_size, classes, cue, cue_strength)
+    n_classes = len(class_names)
+    shape_of_class = [SHAPES.index(name) for name in class_names]
+    active_cue = cue if cue_strength is not None else None
+
+    root = np.random.SeedSequence(seed)
+    labels = np.random.default_rng(root).permutation(np.arange(n) % n_classes)
+    images = np.empty((n, image_size, image_size, 3), np.uint8)
+    masks = np.empty((n, image_size, image_size), bool)
+    boxes = np.empty((n, 4), np.float64)
+    shape_ids = np.empty(n, np.int64)
+    cue_ids = np.full(n, -1, np.int64)
+
+    for i, child in enumerate(root.spawn(n)):
+        layout_rng, cue_rng = (np.random.default_rng(s) for s in child.spawn(2))
+        random_class = int(layout_rng.integers(n_classes))  # drawn always: keeps streams aligned
+        shape_class = int(labels[i]) if shape_informative else random_class
+        cue_id = _draw_cue_id(cue_rng, int(labels[i]), n_classes, cue_strength) if active_cue else -1
+        image, mask = _render(
+            layout_rng, cue_rng, image_size, shape_of_class[shape_class], active_cue, cue_id
+        )
+        ys, xs = np.nonzero(mask)
+        images[i], masks[i], shape_ids[i], cue_ids[i] = image, mask, shape_class, cue_id
+        boxes[i] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+
+    return SyntheticArrays(
+        images=images,
+        labels=labels.astype(np.int64),
+        boxes=boxes,
+        masks=masks,
+        shape_ids=shape_ids,
+        cue_ids=cue_ids,
+        class_names=class_names,
+        cue=active_cue,
+        cue_strength=float(cue_strength) if active_cue else None,
+        shape_informative=shape_informative,
+        seed=seed,
+    )
+
+
+def write_dataset(
+    out_dir: str | Path, n: int, *, formats: Sequence[str] = ("coco",), **make_arrays_kwargs
+) -> SyntheticSet:
+    """Draw ``n`` images with :func:`make_arrays` and write them under ``out_dir``.
+
+    - ``images/000000.png`` ... (lossless PNG, RGB).
+    - ``"coco"``: ``annotations.json``; ``file_name`` is relative to ``out_dir`` (``images/000000.png``),
+      ``bbox`` = [x, y, w, h], category ids 1..C in class order, image ids 1..N.
+    - ``"voc"``: ``voc/Annotations/*.xml``, ``voc/JPEGImages/*.png`` (PNG copies despite the folder's
+      name, so pixels stay exact) and ``voc/ImageSets/Main/test.txt``. Boxes follow VOC's 1-based
+      inclusive convention: xmin = x0 + 1, xmax = x1.
+    - ``"csv"``: ``manifest.csv`` with columns image,label,xmin,ymin,xmax,ymax (label = class name,
+      coordinates as in the arrays: 0-based, xmax/ymax exclusive).
+    """
+    unknown = set(formats) - set(FORMATS)
+    if unknown:
+        raise ValueError(f"unknown formats {sorted(unknown)}; choose from {FORMATS}")
+    arrays = make_arrays(n, **make_arrays_kwargs)
+    root = Path(out_dir)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    names = [f"{i:06d}.png" for i in range(n)]
+    image_paths = tuple(root / "images" / name for name in names)
+    for path, image in zip(image_paths, arrays.images, strict=True):
+        if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"could not write {path}")
+
+    written: dict[str, Path] = {}
+    if "coco" in formats:
+        written["coco_path"] = _write_coco(root, names, arrays)
+    if "voc" in formats:
+        written["voc_dir"] = _write_voc(root, names, image_paths, arrays)
+    if "csv" in formats:
+        written["manifest_path"] = _write_manifest(root, names, arrays)
+    return SyntheticSet(
+        root=root, image_paths=image_paths, class_names=arrays.class_names, arrays=arrays, **written
+    )
+
+
+# ---------------------------------------------------------------------------------------------- drawing
+
+
+def _check_args(n, image_size, classes, cue, cue_strength) -> tuple[str, ...]:
+    class_names = tuple(classes)
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if image_size < 32:
+        raise ValueError(f"image_size must be >= 32, got {image_size}")
+    if not 2 <= len(class_names) <= MAX_CLASSES or len(set(class_names)) != len(class_names):
+        raise ValueError(f"classes must be 2..{MAX_CLASSES} distinct names from {SHAPES}, got {class_names}")
+    if unknown := [c for c in class_names if c not in SHAPES]:
+        raise ValueError(f"unknown classes {unknown}; choose from {SHAPES}")
+    if cue is not None and cue not in CUES:
+        raise ValueError(f"unknown cue {cue!r}; choose from {CUES} or None")
+    if cue_strength is not None and not 0.0 <= cue_strength <= 1.0:
+        raise ValueError(f"cue_strength must be in [0, 1] or None, got {cue_strength}")
+    return class_names
+
+
+def _draw_cue_id(rng: np.random.Generator, label: int, n_classes: int, strength: float) -> int:
+    """The label's own cue with probability ``strength``, else another class's cue, uniformly."""
+    if rng.random() < strength:
+        return label
+    other = int(rng.integers(n_classes - 1))
+    return other + (other >= label)
+
+
+def _render(layout_rng, cue_rng, size, shape_id, cue, cue_id) -> tuple[np.ndarray, np.ndarray]:
+    texture = cue_id if cue == "background" else None
+    background = _background(layout_rng, size, texture, cue_rng)
+    mask = _shape_mask(layout_rng, size, shape_id)
+    image = background.copy()
+    image[mask] = _fill_colour(layout_rng, background[mask].mean(axis=0))
+    if cue == "weather":
+        image = _apply_cast(image, cue_id)
+    if cue == "watermark":
+        # After the cast: a tag is stamped on the finished photo, not lit by the scene.
+        _stamp_watermark(image, cue_id)
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8), mask
+
+
+def _fractal(rng: np.random.Generator, size: int, resolutions: Sequence[int]) -> np.ndarray:
+    """Smoothed multi-octave noise, zero mean, unit std: a natural-looking field."""
+    total = np.zeros((size, size), np.float32)
+    amplitude = 1.0
+    for res in resolutions:
+        coarse = rng.standard_normal((res, res)).astype(np.float32)
+        total += amplitude * cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
+        amplitude *= 0.5
+    return (total - total.mean()) / (total.std() + 1e-6)
+
+
+def _background(layout_rng, size, texture_id, cue_rng) -> np.ndarray:
+    """A colour field: base colour + low-frequency variation + fine detail (natural or a cue texture)."""
+    luminance = layout_rng.uniform(75.0, 180.0)
+    base = luminance + layout_rng.uniform(-35.0, 35.0, 3)
+    coarse = _fractal(layout_rng, size, (2, 4, 8))
+    chroma = np.stack([_fractal(layout_rng, size, (2, 4)) for _ in range(3)], axis=-1)
+    # Drawn always, even when a cue texture replaces it: keeps the layout stream aligned.
+    fine = _fractal(layout_rng, size, (16,)) + cv2.GaussianBlur(
+        layout_rng.standard_normal((size, size)).astype(np.float32), (0, 0), 1.0
+    )
+    field = base + 16.0 * coarse[..., None] + 8.0 * chroma
+    detail = 9.0 * fine if texture_id is None else _texture(cue_rng, size, texture_id)
+    return (field + detail[..., None]).astype(np.float32)
+
+
+def _texture(rng: np.random.Generator, size: int, texture_id: int) -> np.ndarray:
+    """Class-specific background texture (luminance offsets) for the ``background`` cue."""
+    name = TEXTURES[texture_id]
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    if name == "stripes":
+        angle = math.radians(rng.uniform(-20.0, 20.0))
+        period = rng.uniform(5.0, 8.0)
+        return 22.0 * np.sin(
+            2 * math.pi * (yy * math.cos(angle) + xx * math.sin(angle)) / period + rng.uniform(0, 6.3)
+        )
+    if name == "blotches":
+        blobs = (_fractal(rng, size, (6, 12)) > 0).astype(np.float32)
+        return 32.0 * (cv2.GaussianBlur(blobs, (0, 0), 1.0) - 0.5)
+    if name == "speckle":
+        dots = (rng.random((size, size)) < 0.06).astype(np.float32)
+        return 55.0 * cv2.GaussianBlur(dots, (0, 0), 0.6) - 4.0
+    return 18.0 * rng.standard_normal((size, size)).astype(np.float32)  # grain
+
+
+def _shape_mask(rng: np.random.Generator, size: int, shape_id: int) -> np.ndarray:
+    """A filled, upright shape of random scale, placed so its box misses the watermark corner."""
+    side = int(round(math.sqrt(rng.uniform(*_AREA_FRACTION)) * size))
+    corner = size - size // 8
+    for _ in range(1000):
+        x0, y0 = (int(v) for v in rng.integers(0, size - side + 1, 2))
+        if x0 + side <= corner or y0 + side <= corner:
+            break
+    else:
+        raise RuntimeError("could not place an object away from the watermark corner")
+    mask = np.zeros((size, size), np.uint8)
+    x1, y1 = x0 + side - 1, y0 + side - 1  # inclusive, as OpenCV draws
+    name = SHAPES[shape_id]
+    if name == "disc":
+        # Pixel centres within side/2 of the centre: round, without the nubs of cv2.circle.
+        yy, xx = np.mgrid[0:size, 0:size]
+        centre = (side - 1) / 2.0
+        mask[(xx - x0 - centre) ** 2 + (yy - y0 - centre) ** 2 <= (side / 2.0) ** 2] = 1
+    elif name == "square":
+        cv2.rectangle(mask, (x0, y0), (x1, y1), 1, thickness=-1)
+    elif name == "triangle":
+        points = np.array([[x0, y1], [x1, y1], [x0 + (side - 1) // 2, y0]], np.int32)
+        cv2.fillPoly(mask, [points], 1, lineType=cv2.LINE_8)
+    else:  # cross
+        bar = max(2, side // 3)
+        offset = (side - bar) // 2
+        cv2.rectangle(mask, (x0, y0 + offset), (x1, y0 + offset + bar - 1), 1, thickness=-1)
+        cv2.rectangle(mask, (x0 + offset, y0), (x0 + offset + bar - 1, y1), 1, thickness=-1)
+    return mask.astype(bool)
+
+
+def _fill_colour(rng: np.random.Generator, local_mean: np.ndarray) -> np.ndarray:
+    """A flat colour of moderate contrast to the background under the object; the colour says nothing
+    about the class (lighter or darker at random unless that would clip)."""
+    luminance = float(local_mean.mean())
+    if luminance > 160:
+        sign = -1.0
+    elif luminance < 95:
+        sign = 1.0
+    else:
+        sign = rng.choice((-1.0, 1.0))
+    colour = local_mean + sign * rng.uniform(40.0, 70.0) + rng.uniform(-15.0, 15.0, 3)
+    return np.clip(colour, 0.0, 255.0).astype(np.float32)
+
+
+def _apply_cast(image: np.ndarray, cast_id: int) -> np.ndarray:
+    desaturation, gain, offset = _CASTS[cast_id]
+    grey = image.mean(axis=-1, keepdims=True)
+    image = (1.0 - desaturation) * image + desaturation * grey
+    return gain * image + np.asarray(offset, np.float32)
+
+
+def _stamp_watermark(image: np.ndarray, glyph_id: int) -> None:
+    """Blend a near-white glyph (~9% of the side) into the watermark corner, 1 px from the edges where
+    the corner has room."""
+    size = image.shape[0]
+    side = max(4, round(0.09 * size))
+    inset = max(0, min(1, size // 8 - side))
+    glyph = cv2.resize(
+        _GLYPHS[glyph_id].astype(np.uint8), (side, side), interpolation=cv2.INTER_NEAREST
+    ).astype(bool)
+    end = size - inset
+    patch = image[end - side : end, end - side : end]
+    patch[glyph] = 0.1 * patch[glyph] + 0.9 * 240.0
+
+
+# ---------------------------------------------------------------------------------------------- writers
+
+
+def _write_coco(root: Path, names: list[str], arrays: SyntheticArrays) -> Path:
+    size = arrays.image_size
+    images, annotations = [], []
+    for i, (name, label, box) in enumerate(zip(names, arrays.labels, arrays.boxes, strict=True)):
+        x0, y0, x1, y1 = (float(v) for v in box)
+        images.append({"id": i + 1, "file_name": f"images/{name}", "width": size, "height": size})
+        annotations.append(
+            {
+                "id": i + 1,
+                "image_id": i + 1,
+                "category_id": int(label) + 1,
+                "bbox": [x0, y0, x1 - x0, y1 - y0],
+                "area": (x1 - x0) * (y1 - y0),
+                "iscrowd": 0,
+            }
+        )
+    document = {
+        "info": {
+            "description": "camgate synthetic set",
+            "cue": arrays.cue,
+            "cue_strength": arrays.cue_strength,
+            "shape_informative": arrays.shape_informative,
+            "seed": arrays.seed,
+        },
+        "images": images,
+        "annotations": annotations,
+        "categories": [
+            {"id": k + 1, "name": c, "supercategory": "shape"} for k, c in enumerate(arrays.class_names)
+        ],
+    }
+    path = root / "annotations.json"
+    path.write_text(json.dumps(document, indent=1))
+    return path
+
+
+def _write_voc(root: Path, names: list[str], image_paths: Sequence[Path], arrays: SyntheticArrays) -> Path:
+    voc = root / "voc"
+    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (voc / sub).mkdir(parents=True, exist_ok=True)
+    size = str(arrays.image_size)
+    for name, source, label, box in zip(names, image_paths, arrays.labels, arrays.boxes, strict=True):
+        shutil.copyfile(source, voc / "JPEGImages" / name)
+        node = ET.Element("annotation")
+        ET.SubElement(node, "folder").text = "JPEGImages"
+        ET.SubElement(node, "filename").text = name
+        dims = ET.SubElement(node, "size")
+        for tag, value in (("width", size), ("height", size), ("depth", "3")):
+            ET.SubElement(dims, tag).text = value
+        obj = ET.SubElement(node, "object")
+        ET.SubElement(obj, "name").text = arrays.class_names[int(label)]
+        for tag in ("truncated", "difficult"):
+            ET.SubElement(obj, tag).text = "0"
+        bndbox = ET.SubElement(obj, "bndbox")
+        x0, y0, x1, y1 = (int(v) for v in box)
+        for tag, value in (("xmin", x0 + 1), ("ymin", y0 + 1), ("xmax", x1), ("ymax", y1)):
+            ET.SubElement(bndbox, tag).text = str(value)
+        ET.ElementTree(node).write(voc / "Annotations" / f"{Path(name).stem}.xml")
+    (voc / "ImageSets" / "Main" / "test.txt").write_text("".join(f"{Path(n).stem}\n" for n in names))
+    return voc
+
+
+def _write_manifest(root: Path, names: list[str], arrays: SyntheticArrays) -> Path:
+    path = root / "manifest.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "label", "xmin", "ymin", "xmax", "ymax"])
+        for name, label, box in zip(names, arrays.labels, arrays.boxes, strict=True):
+            writer.writerow([f"images/{name}", arrays.class_names[int(label)], *(f"{v:g}" for v in box)])
+    return path
