@@ -9,6 +9,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from controls_fixtures import *  # noqa: E402,F403  (control models and held-out sets)
 
 
 def build_gap_model(input_size=32, classes=3, activation="softmax", seed=0, separate_activation=False):
