@@ -161,14 +161,23 @@ def test_python_api_returns_verdict_and_never_exits(tmp_path, small_set, untrain
     assert np.isfinite(table["lift"]).sum() > 0
 
 
-def test_explain_command_writes_overlay_and_scores(tmp_path, capsys, small_set, untrained_model):
-    image = small_set.root / small_set.image_paths[0] if not small_set.image_paths[0].is_absolute() else small_set.image_paths[0]
-    x0, y0, x1, y1 = small_set.arrays.boxes[0]
+def test_explain_command_writes_overlay_and_scores(tmp_path, capsys, clean_model, heldout_coco):
+    data = heldout_coco(None, n=20, seed=2)
+    image = data.root / data.image_paths[0] if not data.image_paths[0].is_absolute() else data.image_paths[0]
+    x0, y0, x1, y1 = data.arrays.boxes[0]
+    label = data.class_names[data.arrays.labels[0]]
+    classes = tmp_path / "classes.txt"
+    classes.write_text("\n".join(data.class_names))
     out = tmp_path / "one.png"
-    result = run_cli(capsys, "explain", untrained_model, image, "--class", "1", "--box", x0, y0, x1, y1, "--out", out)
+    result = run_cli(capsys, "explain", clean_model.path, image, "--classes", classes, "--class", label,
+                     "--box", x0, y0, x1, y1, "--out", out)
     assert result.exit_code == 0, result.err
-    assert out.read_bytes()[:4] == b"\x89PNG"
-    assert "lift:" in result.out and "energy:" in result.out
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"class {label} (predicted {label}" in result.out  # the clean model gets it right
+    lift = float(next(line for line in result.out.splitlines() if line.strip().startswith("lift:")).split(":")[1])
+    assert lift > 1.5  # and looks at the object
+    bad = run_cli(capsys, "explain", clean_model.path, image, "--classes", classes, "--class", "zebra")
+    assert bad.exit_code == 2 and "unknown class 'zebra'" in bad.err
 
 
 def test_version(capsys):
