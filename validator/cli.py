@@ -165,7 +165,7 @@ def explain(model, image, class_, classes, box, method, layer, preprocess, out, 
 @click.option("--workdir", default=".demo", show_default=True, type=click.Path(file_okay=False), help="Data, models and reports.")
 @click.option("--tracking-uri", default="sqlite:///mlflow.db", show_default=True, help="Where the demo logs its runs.")
 @click.option("--no-mlflow", is_flag=True, help="Reports only.")
-@click.option("--fast", is_flag=True, help="Smaller data and shorter training (for tests).")
+@click.option("--fast", is_flag=True, help="120 held-out images per model instead of 200 (for tests).")
 def demo(workdir, tracking_uri, no_mlflow, fast):
     """Train a clean model and shortcut models on synthetic data, audit each, print the verdicts."""
     from validator.demo import run_demo

@@ -7,6 +7,7 @@ logs the runs to a local SQLite MLflow store and prints one line per model.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -28,12 +29,12 @@ def run_demo(workdir: Path, tracking_uri: str | None = "sqlite:///mlflow.db", fa
 
     workdir.mkdir(parents=True, exist_ok=True)
     n_heldout = 120 if fast else 200
-    train_kwargs = {"n_train": 1500, "epochs": None} if fast else {}
+    cache_dir = os.environ.get("CAMGATE_CACHE") or workdir / "models"
     rows = []
     started = time.perf_counter()
     for kind, cue, story in STORIES:
         click.echo(f"[{time.perf_counter() - started:5.0f}s] {kind:10} training (cached after the first run) ...", err=True)
-        control = train_control(kind, seed=0, cache_dir=workdir / "models", **train_kwargs)
+        control = train_control(kind, seed=0, cache_dir=cache_dir)
         data_dir = workdir / "data" / (cue or "clean")
         coco = data_dir / "annotations.json"
         if not coco.exists():
