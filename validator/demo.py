@@ -8,6 +8,7 @@ logs the runs to a local SQLite MLflow store and prints one line per model.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -63,7 +64,9 @@ def run_demo(workdir: Path, tracking_uri: str | None = "sqlite:///mlflow.db", fa
     click.echo("")
     click.echo(f"Reports: {workdir / 'reports'}/<model>/report.html")
     if tracking_uri:
-        click.echo(f"Review in MLflow: mlflow ui --backend-store-uri {tracking_uri}  (then open http://127.0.0.1:5000)")
+        mlflow_bin = Path(sys.executable).with_name("mlflow")
+        command = str(mlflow_bin) if mlflow_bin.exists() else "mlflow"
+        click.echo(f"Review in MLflow: {command} ui --backend-store-uri {tracking_uri}  (then open http://127.0.0.1:5000)")
     expected = all((v.status in ("PASS", "WARN")) == (kind == "clean") for kind, _, _, v in rows)
     errored = [kind for kind, _, _, v in rows if v.status == "ERROR"]
     if errored:
