@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import time
 import traceback
 from collections.abc import Callable
@@ -17,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from validator import __version__
 from validator.errors import CamgateError, UsageError
 from validator.verdict import ERROR, FAIL, PASS, WARN, Verdict
 
@@ -418,20 +416,6 @@ def _pick_overlays(table) -> list[dict]:
 def _finite(value) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None
-
-
-def environment() -> dict:
-    versions = {"camgate": __version__, "python": platform.python_version()}
-    try:
-        import tensorflow as tf
-
-        versions["tensorflow"] = tf.__version__
-        import keras
-
-        versions["keras"] = keras.__version__
-    except ImportError:
-        pass
-    return versions
 
 
 __all__ = ["audit", "AuditOptions", "Verdict", "PASS", "WARN", "FAIL", "ERROR"]

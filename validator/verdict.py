@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import platform
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from validator import __version__
 
 PASS, WARN, FAIL, ERROR = "PASS", "WARN", "FAIL", "ERROR"
 STATUSES = (PASS, WARN, FAIL, ERROR)
@@ -60,8 +63,6 @@ class Verdict:
             self.traceback = trace
 
     def to_dict(self) -> dict:
-        from validator.gate import environment
-
         return _clean(
             {
                 "schema_version": SCHEMA_VERSION,
@@ -90,6 +91,20 @@ class Verdict:
                 "timings": {k: round(v, 4) for k, v in self.timings.items()},
             }
         )
+
+
+def environment() -> dict:
+    versions = {"camgate": __version__, "python": platform.python_version()}
+    try:
+        import tensorflow as tf
+
+        versions["tensorflow"] = tf.__version__
+        import keras
+
+        versions["keras"] = keras.__version__
+    except ImportError:
+        pass
+    return versions
 
 
 def _clean(value):
