@@ -38,3 +38,10 @@ def gap_model():
 def random_images():
     rng = np.random.default_rng(0)
     return (rng.random((6, 32, 32, 3)) * 255).astype(np.float32)
+
+
+@pytest.fixture()
+def isolated_cwd(tmp_path, monkeypatch):
+    """Run in a temporary folder: nothing MLflow writes by default (./mlflow.db, ./mlruns) lands in the repo."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -23,9 +23,7 @@ FAIL_POLICY = PASS_POLICY.replace("registry-pass", "registry-strict") + (
 )
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cwd(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # nothing MLflow writes by default may land in the repository
+pytestmark = pytest.mark.usefixtures("isolated_cwd")
 
 
 @pytest.fixture(scope="module")
