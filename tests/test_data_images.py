@@ -77,11 +77,12 @@ def test_palette_converted(tmp_path):
     assert image[0, 0].tolist() == [255, 0, 0] and image[0, 1].tolist() == [0, 128, 255]
 
 
-def test_16_bit_scaled_to_8_bit(tmp_path):
-    values = np.array([[0, 300, 25700, 65535]], np.uint16)  # /257 -> 0, 1.17, 100, 255
+def test_16_bit_scaled_to_0_255_float(tmp_path):
+    values = np.array([[0, 300, 25700, 65535]], np.uint16)  # /257 -> 0, 1.167, 100, 255 (precision kept)
     image, conversions = read_image(write(tmp_path / "d.png", values))
-    assert conversions == ["16-bit -> 8-bit", "grayscale -> RGB"]
-    assert image[0, :, 0].tolist() == [0, 1, 100, 255]
+    assert conversions == ["16-bit -> 0..255 float (x / 257)", "grayscale -> RGB"]
+    assert image.dtype == np.float32
+    np.testing.assert_allclose(image[0, :, 0], [0, 300 / 257, 100, 255], rtol=1e-6)
 
 
 def test_corrupt_file(tmp_path):

@@ -328,9 +328,10 @@ def test_registry_covers_every_column_with_the_right_direction():
     for name in out:
         info = metric_info(name)
         assert info.name == name and info.kind in (CONTINUOUS, BOOLEAN)
-    higher = {"lift", "energy", "excess", "chance_corrected", "pointing_hit", "rank_accuracy", "cam_box_iou",
+    higher = {"lift", "energy", "excess", "chance_corrected", "relative_lift", "pointing_hit", "rank_accuracy", "cam_box_iou",
               "cam_box_hit", "correct"}
     lower = {"corner_heat_tl", "corner_heat_tr", "corner_heat_bl", "corner_heat_br", "corner_heat_max",
+             "corner_lift_tl", "corner_lift_tr", "corner_lift_bl", "corner_lift_br", "corner_lift_max",
              "border_heat", "region_wm", "dead"}
     informational = {"area", "center_hit", "confidence"}
     assert {n for n, m in METRICS.items() if m.higher_is_better is True} == higher

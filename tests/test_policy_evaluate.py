@@ -125,14 +125,30 @@ def test_per_class_slices_in_class_order():
     assert (overall.slice, overall.observed, overall.n, overall.outcome) == ("overall", 1.5, 6, "PASS")
 
 
-def test_per_class_follows_policy_classes_and_a_missing_class_fails():
+def test_per_class_follows_policy_classes_and_a_missing_class_is_not_judged():
     policy = make_policy({"metric": "lift", "min": 0.5, "slices": "per_class"}, classes=["dog", "cat", "fox"])
     checks, results = run(policy, SLICED)
     assert [(r.slice, r.outcome, r.n) for r in checks] == [
-        ("class=dog", "PASS", 3), ("class=cat", "PASS", 3), ("class=fox", "FAIL", 0)]
+        ("class=dog", "PASS", 3), ("class=cat", "PASS", 3), ("class=fox", "NOT_JUDGED", 0)]
     assert "no samples with a defined lift in class=fox" in checks[2].message
+    assert "not judged" in checks[2].message and "low" not in checks[2].message
     per_class = [(r.slice, r.outcome) for r in results if r.check_id == "data.min_per_class"]
-    assert per_class == [("class=dog", "PASS"), ("class=cat", "PASS"), ("class=fox", "FAIL")]
+    assert per_class == [("class=dog", "PASS"), ("class=cat", "PASS"), ("class=fox", "NOT_JUDGED")]
+    assert gate_status(results) == "PASS"  # a class too small to judge neither passes nor fails the gate
+
+
+def test_a_missing_class_fails_where_the_policy_asks():
+    policy = make_policy({"metric": "lift", "min": 0.5, "slices": "per_class"}, classes=["dog", "cat", "fox"],
+                         sample={"on_small_class": "fail"})
+    checks, results = run(policy, SLICED)
+    assert [(r.slice, r.outcome) for r in checks][2] == ("class=fox", "FAIL")
+    per_class = [(r.slice, r.outcome) for r in results if r.check_id == "data.min_per_class"]
+    assert per_class[2] == ("class=fox", "FAIL")
+    assert gate_status(results) == "FAIL"
+    # a warn check never fails the gate because a class is small: it warns at most
+    warn = make_policy({"metric": "lift", "min": 0.5, "slices": "per_class", "severity": "warn"},
+                       classes=["dog", "cat", "fox"], sample={"on_small_class": "fail"})
+    assert [r.outcome for r in run(warn, SLICED)[0]][2] == "WARN"
 
 
 def test_slice_list_and_on_missing_warn():
@@ -281,7 +297,8 @@ def test_data_sample_counts():
     data = data_results(policy, table, {"n_records": 6, "n_skipped": 0})
     assert (data["data.min_samples", "overall"].outcome, data["data.min_samples", "overall"].n) == ("FAIL", 5)
     assert data["data.min_per_class", "class=cat"].outcome == "PASS"
-    assert data["data.min_per_class", "class=dog"].outcome == "FAIL"
+    assert data["data.min_per_class", "class=dog"].outcome == "NOT_JUDGED"
+    assert "only 2 samples (min 3): not judged" in data["data.min_per_class", "class=dog"].message
     assert data["data.min_per_class", "class=fox"].n == 0
     assert "5 samples < min 6" in data["data.min_samples", "overall"].message
     ok = data_results(make_policy(sample={"min_samples": 5}), table, {"n_records": 6, "n_skipped": 0})

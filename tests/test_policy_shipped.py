@@ -59,7 +59,7 @@ def test_example_shows_every_option():
     assert {next(iter(c.change)) for c in policy.checks if c.change} == {"absolute", "relative"}
 
 
-def _table(lift, corner, correct_share, n_per_class=100):
+def _table(lift, corner, correct_share, n_per_class=100, relative=0.5, corner_lift=1.0):
     """Two classes; lift and corner heat spread evenly around the given centres."""
     n = 2 * n_per_class
     n_correct = round(correct_share * n)
@@ -68,6 +68,8 @@ def _table(lift, corner, correct_share, n_per_class=100):
         "area": np.full(n, 0.1),
         "lift": np.linspace(lift - 0.5, lift + 0.5, n),
         "corner_heat_max": np.linspace(corner * 0.5, corner * 1.5, n),
+        "relative_lift": np.linspace(relative - 0.2, relative + 0.2, n),
+        "corner_lift_max": np.linspace(corner_lift * 0.5, corner_lift * 1.5, n),
         "dead": np.zeros(n),
         "correct": np.array([1.0] * n_correct + [0.0] * (n - n_correct)),
     }
@@ -78,7 +80,8 @@ def test_default_policy_passes_a_clean_model_and_fails_a_corner_shortcut():
     summary = {"n_records": 200, "n_skipped": 0}
     clean = evaluate(policy, _table(2.5, 0.03, 0.9), data_summary=summary, today=date(2026, 6, 1))
     assert gate_status(clean) == "PASS", [r.message for r in clean if r.outcome != "PASS"]
-    shortcut = evaluate(policy, _table(0.9, 0.5, 0.95), data_summary=summary, today=date(2026, 6, 1))
+    shortcut = evaluate(policy, _table(0.9, 0.5, 0.95, relative=-0.1, corner_lift=15.0), data_summary=summary,
+                        today=date(2026, 6, 1))
     failed = {r.check_id for r in shortcut if r.outcome == "FAIL"}
     assert failed == {"object-heat", "object-heat-share", "corner-heat"}
     assert {r.slice for r in shortcut if r.check_id == "class-object-heat"} == {"class=circle", "class=square"}

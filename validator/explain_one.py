@@ -13,7 +13,8 @@ def explain_image(model, image, *, class_=None, classes=None, box=None, method="
                   preprocess="none", out=None, trust=False) -> dict:
     from validator.data import get_preprocess, read_class_list, read_image
     from validator.data.images import ImageReadError
-    from validator.data.pipeline import resize_image
+    from validator.data.pipeline import resize_image, to_uint8
+    from validator.data.preprocess import check_channels as check_preprocess_channels
     from validator.explain import Explainer
     from validator.metrics import score_maps
     from validator.model import load_model
@@ -23,14 +24,18 @@ def explain_image(model, image, *, class_=None, classes=None, box=None, method="
     names = read_class_list(classes) if classes else [str(i) for i in range(loaded.num_classes)]
     if len(names) != loaded.num_classes:
         raise UsageError(f"--classes lists {len(names)} names but the model has {loaded.num_classes} classes")
+    if not callable(preprocess):
+        check_preprocess_channels(preprocess, loaded.input_channels)
     try:
-        rgb, _ = read_image(image)
+        pixels, _ = read_image(image, loaded.input_channels)  # uint8, or float32 0..255 for deeper files
     except ImageReadError as exc:
         raise UsageError(f"cannot read image {image}: {exc}") from exc
     height, width = loaded.input_size
-    original_h, original_w = rgb.shape[:2]
-    raw = resize_image(rgb, width, height)
-    batch = get_preprocess(preprocess)(raw[None].astype(np.float32))
+    original_h, original_w = pixels.shape[:2]
+    resized = resize_image(pixels, width, height)
+    raw = to_uint8(resized)  # display copy
+    preprocess_fn = preprocess if callable(preprocess) else get_preprocess(preprocess)
+    batch = np.asarray(preprocess_fn(resized[None].astype(np.float32)), dtype=np.float32)
     explainer = Explainer(loaded, method=method, layer=layer, batch_size=1)
     if class_ is None:
         class_id = int(explainer.explain(batch, np.zeros(1, int)).predicted[0])

@@ -21,6 +21,10 @@ from validator.verdict import ERROR, FAIL, PASS, WARN, Verdict
 
 BOX_METRIC_SORT = "lift"
 OVERLAYS_PER_CLASS = 3
+# Box area bins as fractions of the image, for the summary (small objects are where shortcuts hide).
+# COCO's 32^2 / 96^2 px at 640x480 are 0.33% / 3% of the frame: nearly every object a gate audits would
+# be "large" there, so the bins are set on the 2%-50% range gate samples span instead.
+AREA_BINS = {"small": (0.0, 0.05), "medium": (0.05, 0.20), "large": (0.20, 1.0)}
 
 
 @dataclass
@@ -154,7 +158,7 @@ def _run(verdict: Verdict, model, data, policy, opts: AuditOptions, timer: _Time
     check_num_classes(dataset, loaded.num_classes)
     seed = opts.seed if opts.seed is not None else policy_obj.sample.seed
     max_samples = opts.max_samples if opts.max_samples is not None else policy_obj.sample.max_samples
-    samples = select_samples(dataset.samples, max_samples, seed)
+    samples = select_samples(dataset.samples, max_samples, seed, policy_obj.sample.min_per_class)
     since = timer.add("load", since)
 
     explainer_settings = _explainer_settings(policy_obj, opts)
@@ -173,7 +177,11 @@ def _run(verdict: Verdict, model, data, policy, opts: AuditOptions, timer: _Time
         "n_large_box": int(np.sum(run.table["area"] > policy_obj.sample.max_box_area)),
         "n_dead": int(np.nansum(run.table["dead"])),
         "issue_counts": _issue_counts(dataset.issues + run.issues),
+        "per_class": _per_class_counts(dataset, samples, run.table, policy_obj.sample.min_per_class),
+        "area_bins": {name: list(edges) for name, edges in AREA_BINS.items()},
     }
+    verdict.sample["not_judged_classes"] = [
+        name for name, c in verdict.sample["per_class"].items() if not c["judged"]]
     verdict.data_issues = [issue.to_dict() for issue in dataset.issues + run.issues]
     verdict.table = run.table
     verdict.atlas = run.atlas
@@ -190,8 +198,11 @@ def _run(verdict: Verdict, model, data, policy, opts: AuditOptions, timer: _Time
 
     since = time.perf_counter()
     data_summary = {
-        "n_records": len(samples) + _skipped_before_selection(dataset),
-        "n_skipped": len(samples) - run.n_rows + _skipped_before_selection(dataset),
+        "n_read": len(dataset.samples),
+        "n_skipped_read": _skipped_before_selection(dataset),
+        "n_selected": len(samples),
+        "n_skipped_selected": len(samples) - run.n_rows,
+        "available_per_class": {k: v["available"] for k, v in verdict.sample["per_class"].items()},
     }
     results = evaluate(
         policy_obj, run.table, data_summary=data_summary, baseline_table=baseline_table, today=today, seed=seed
@@ -221,6 +232,25 @@ def _load_baseline(opts: AuditOptions, verdict: Verdict):
             raise
         verdict.baseline = {"model": str(opts.baseline), "missing": True, "reason": str(exc)}
         return None
+
+
+def _per_class_counts(dataset, samples, table, min_per_class: int) -> dict[str, dict]:
+    """Per class: records available in the data, selected, explained, and whether it reaches min_per_class."""
+    def count(names) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for name in names:
+            if name is not None:
+                counts[name] = counts.get(name, 0) + 1
+        return counts
+
+    available = count(s.class_name for s in dataset.samples)
+    selected = count(s.class_name for s in samples)
+    explained = count(table["class_name"])
+    return {
+        name: {"available": available.get(name, 0), "selected": selected.get(name, 0),
+               "explained": explained.get(name, 0), "judged": explained.get(name, 0) >= min_per_class}
+        for name in dataset.class_names if name in available
+    }
 
 
 def _skipped_before_selection(dataset) -> int:
@@ -270,6 +300,7 @@ def _explain_set(loaded, samples, class_names, settings, opts, policy_obj, timer
     for batch in iter_batches(
         samples,
         input_size=loaded.input_size,
+        channels=loaded.input_channels,
         batch_size=settings["batch_size"],
         preprocess=settings["preprocess"],
         issues=issues,
@@ -348,6 +379,11 @@ def _summarize(table, class_names, policy_obj, seed) -> dict:
         if mask.any():
             slices[f"class={name}"] = mask
     box_ok = np.isfinite(table["area"]) & (table["area"] <= policy_obj.sample.max_box_area)
+    with np.errstate(invalid="ignore"):
+        for name, (lo, hi) in AREA_BINS.items():
+            in_bin = labelled & box_ok & (table["area"] >= lo) & (table["area"] < hi)
+            if in_bin.any():
+                slices[f"area={name}"] = in_bin
     masked = {}
     for key, values in table.items():
         info = METRICS.get(key)
@@ -378,7 +414,8 @@ def _render_overlays(loaded, samples, run: _SetRun, settings, opts, out_dir: Pat
             loaded, method=settings["method"], layer=settings["layer"], batch_size=settings["batch_size"]
         )
         kinds = {p["sample_id"]: p for p in picks}
-        for batch in iter_batches(chosen, input_size=loaded.input_size, batch_size=settings["batch_size"], preprocess=settings["preprocess"]):
+        for batch in iter_batches(chosen, input_size=loaded.input_size, channels=loaded.input_channels,
+                                  batch_size=settings["batch_size"], preprocess=settings["preprocess"]):
             batch_samples = [chosen[i] for i in batch.indices]
             result = explainer.explain(batch.images, np.array([s.class_id for s in batch_samples]))
             for i, s in enumerate(batch_samples):

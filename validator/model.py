@@ -14,6 +14,7 @@ from pathlib import Path
 from validator.errors import ModelError, ModelUsageError
 
 SOFT_ACTIVATIONS = ("softmax", "sigmoid")
+INPUT_CHANNELS = (1, 3, 4)  # grayscale, RGB, RGBA: what validator.data.read_image decodes to
 
 
 @dataclass
@@ -24,10 +25,16 @@ class LoadedModel:
     source: str
     name: str
     input_size: tuple[int, int]  # (height, width)
-    channels: int
+    channels: int  # input channels: 1 (grayscale), 3 (RGB) or 4 (RGBA); also as ``input_channels``
     num_outputs: int  # units of the last layer
     head_activation: str | None  # "softmax" | "sigmoid" | None (already logits)
     extra: dict = field(default_factory=dict)
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of the model's input, read off its input shape: 1 (grayscale), 3 (RGB) or 4 (RGBA).
+        Images are decoded to this count (``read_image(path, channels)``, ``iter_batches(channels=...)``)."""
+        return self.channels
 
     @property
     def binary_sigmoid(self) -> bool:
@@ -161,6 +168,11 @@ def describe(model, source: str) -> LoadedModel:
         raise ModelUsageError(
             f"model {source} accepts any image size; camgate needs a fixed input size "
             "(rebuild the model with keras.Input(shape=(H, W, C)))"
+        )
+    if channels not in INPUT_CHANNELS:
+        raise ModelUsageError(
+            f"model {source} takes inputs of shape {input_shape} with {channels} channels; camgate reads "
+            "images as 1 (grayscale), 3 (RGB) or 4 (RGBA) channels"
         )
     output_shape = _single_shape(model.output_shape, "output", source)
     if len(output_shape) != 2:

@@ -98,6 +98,20 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     return lo, hi
 
 
+#: Resamples per tail of a bootstrap interval; the resample count grows as the tails shrink (a
+#: Bonferroni-adjusted 99.9% interval needs more resamples than a 95% one to place its ends).
+_RESAMPLES_PER_TAIL = 25
+_MAX_RESAMPLES = 200_000
+_VALUES_PER_BATCH = 4_000_000  # resamples x n held in memory at once (32 MB of float64)
+
+
+def resamples_for(confidence: float, base: int = 2000) -> int:
+    """``base`` resamples at 95%; more for narrower tails, so that ~25 resamples lie beyond each end."""
+    _check_confidence(confidence)
+    tail = (1.0 - confidence) / 2.0
+    return int(min(_MAX_RESAMPLES, max(base, math.ceil(_RESAMPLES_PER_TAIL / tail))))
+
+
 #: Largest sample for which intervals use BCa (bias-corrected and accelerated); above it, percentile.
 BCA_MAX_N = 500
 
@@ -112,6 +126,7 @@ def _bootstrap_ci(x: np.ndarray, hows: tuple[str, ...], confidence, n_resamples,
         res = sps.bootstrap(
             (x,), statistic, n_resamples=n_resamples, confidence_level=confidence, method=method,
             vectorized=True, axis=-1, rng=np.random.default_rng(seed),
+            batch=max(100, _VALUES_PER_BATCH // max(1, len(x))),
         )
     return np.asarray(res.confidence_interval.low), np.asarray(res.confidence_interval.high)
 

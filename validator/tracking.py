@@ -166,6 +166,7 @@ def gate_metrics(verdict) -> dict[str, float]:
         "gate/exit_code": float(verdict.exit_code),
         "gate/n_fail": float(len(verdict.failed_checks)),
         "gate/n_warn": float(len(verdict.warned_checks)),
+        "gate/n_not_judged_classes": float(len((verdict.sample or {}).get("not_judged_classes") or [])),
         "gate/n_checks": float(len(verdict.checks)),
         "gate/wall_seconds": float(round(verdict.wall_seconds, 3)),
     }

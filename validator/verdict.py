@@ -146,7 +146,7 @@ VERDICT_SCHEMA = {
                     "check_id": {"type": "string"},
                     "slice": {"type": "string"},
                     "metric": {"type": "string"},
-                    "outcome": {"enum": ["PASS", "WARN", "FAIL", "SKIPPED"]},
+                    "outcome": {"enum": ["PASS", "WARN", "FAIL", "SKIPPED", "NOT_JUDGED"]},
                     "message": {"type": "string"},
                     "n": {"type": "integer", "minimum": 0},
                     "observed": {"type": ["number", "null"]},

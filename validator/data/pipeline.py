@@ -21,7 +21,8 @@ import numpy as np
 
 from validator._tf import tf
 from validator.data.boxes import clip_box, format_box
-from validator.data.images import ImageReadError, read_image
+from validator.data.images import ImageReadError, check_channels, read_image
+from validator.data.preprocess import check_channels as check_preprocess_channels
 from validator.data.preprocess import get_preprocess
 from validator.data.records import DataIssue, Sample
 from validator.errors import UsageError
@@ -32,20 +33,31 @@ DECODE_AHEAD = 4 * DECODE_THREADS  # images decoded ahead of the batcher (bounde
 
 @dataclass
 class Batch:
-    images: np.ndarray  # float32 [b, H, W, 3], preprocessed, at model input size
-    raw: np.ndarray  # uint8 [b, H, W, 3] RGB, resized (for overlays)
+    images: np.ndarray  # float32 [b, H, W, C], preprocessed, at model input size
+    raw: np.ndarray  # uint8 [b, H, W, C] (grayscale, RGB or RGBA), resized, clipped + rounded (for overlays)
     indices: np.ndarray  # int64 [b] into the samples list
     boxes: list[np.ndarray]  # per sample float64 [k, 4], clipped, scaled to the input size
 
 
 def resize_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """INTER_AREA when shrinking (no aliasing), INTER_LINEAR when enlarging."""
+    """INTER_AREA when shrinking (no aliasing), INTER_LINEAR when enlarging; uint8 or float, and an
+    (H, W, 1) image stays 3-D (cv2 alone would drop the channel axis)."""
     h, w = image.shape[:2]
     if (h, w) == (height, width):
         return image
     shrinking = width <= w and height <= h
     interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    return cv2.resize(image, (width, height), interpolation=interpolation)
+    resized = cv2.resize(image, (width, height), interpolation=interpolation)
+    if image.ndim == 3 and resized.ndim == 2:
+        resized = resized[:, :, None]
+    return resized
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """A 0..255 image as uint8 for display: float images clipped and rounded, uint8 unchanged."""
+    if image.dtype == np.uint8:
+        return image
+    return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
 
 def iter_batches(
@@ -56,15 +68,21 @@ def iter_batches(
     preprocess: str | Callable[[np.ndarray], np.ndarray] | None = None,
     issues: list[DataIssue] | None = None,
     prefetch: int = 2,
+    channels: int = 3,
 ) -> Iterator[Batch]:
     """Yield batches of the good samples, in order; bad ones are skipped and recorded in ``issues``.
 
-    ``input_size`` is (height, width), the Keras convention. ``preprocess`` is a mode name (see
-    ``get_preprocess``) or a function on float32 [N, H, W, 3] RGB 0..255.
+    ``input_size`` is (height, width), the Keras convention. ``channels`` is the model's input channel
+    count (1 grayscale, 3 RGB, 4 RGBA; ``LoadedModel.input_channels``): every image is decoded to it by
+    ``read_image``. ``preprocess`` is a mode name (see ``get_preprocess``) or a function on float32
+    [N, H, W, C] 0..255 (16-bit and DICOM images keep their fractional values).
     """
     height, width = (int(v) for v in input_size)
     if height <= 0 or width <= 0 or batch_size <= 0:
         raise UsageError(f"input_size {input_size} and batch_size {batch_size} must be positive")
+    channels = check_channels(channels)
+    if not callable(preprocess):
+        check_preprocess_channels(preprocess, channels)
     preprocess_fn = preprocess if callable(preprocess) else get_preprocess(preprocess)
     issues = issues if issues is not None else []
     failures: list[BaseException] = []
@@ -73,13 +91,13 @@ def iter_batches(
         # An exception raised inside a tf.data generator reaches the caller as a generic tf error;
         # keep the original to re-raise it with its type and message.
         try:
-            yield from _prepared(samples, width, height, preprocess_fn, issues)
+            yield from _prepared(samples, width, height, channels, preprocess_fn, issues)
         except Exception as exc:
             failures.append(exc)
 
     signature = (
-        tf.TensorSpec((height, width, 3), tf.float32),
-        tf.TensorSpec((height, width, 3), tf.uint8),
+        tf.TensorSpec((height, width, channels), tf.float32),
+        tf.TensorSpec((height, width, channels), tf.uint8),
         tf.TensorSpec((), tf.int64),
         tf.TensorSpec((None, 4), tf.float64),
         tf.TensorSpec((), tf.int32),
@@ -103,8 +121,8 @@ def iter_batches(
         raise failures[0]
 
 
-def _prepared(samples, width, height, preprocess_fn, issues):
-    decoded = _decode_ahead(samples, width, height, preprocess_fn)
+def _prepared(samples, width, height, channels, preprocess_fn, issues):
+    decoded = _decode_ahead(samples, width, height, channels, preprocess_fn)
     cached_path, cached = None, None  # samples of one image are adjacent: decode it once
     for index, sample in enumerate(samples):
         if sample.image_path != cached_path:
@@ -124,7 +142,7 @@ def _prepared(samples, width, height, preprocess_fn, issues):
         yield pixels, resized, np.int64(index), scaled, np.int32(len(scaled))
 
 
-def _decode_ahead(samples, width, height, preprocess_fn):
+def _decode_ahead(samples, width, height, channels, preprocess_fn):
     """Decode each distinct image (in sample order) on a few threads, at most DECODE_AHEAD in flight.
 
     cv2 releases the GIL while decoding and resizing, so threads overlap with each other and with the model;
@@ -133,24 +151,28 @@ def _decode_ahead(samples, width, height, preprocess_fn):
     with ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="camgate-decode") as pool:
         pending: deque = deque()
         for path in paths:
-            pending.append(pool.submit(_decode, path, width, height, preprocess_fn))
+            pending.append(pool.submit(_decode, path, width, height, channels, preprocess_fn))
             if len(pending) >= DECODE_AHEAD:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
 
 
-def _decode(path: str, width: int, height: int, preprocess_fn):
-    """(((w, h) decoded, resized uint8, preprocessed float32) or the ImageReadError, conversions made)."""
+def _decode(path: str, width: int, height: int, channels: int, preprocess_fn):
+    """(((w, h) decoded, resized uint8 for display, preprocessed float32) or the ImageReadError, conversions).
+
+    The resize runs on the decoded dtype (uint8, or float32 0..255 for deeper files), so 16-bit and DICOM
+    precision reaches the model; only the display copy is rounded to uint8."""
     try:
-        image, conversions = read_image(path)
+        image, conversions = read_image(path, channels)
     except ImageReadError as exc:
         return exc, []
     resized = resize_image(image, width, height)
     pixels = np.asarray(preprocess_fn(resized.astype(np.float32)[None]), dtype=np.float32)
-    if pixels.shape != (1, height, width, 3):
-        raise UsageError(f"preprocess returned shape {pixels.shape}, expected {(1, height, width, 3)}")
-    return ((image.shape[1], image.shape[0]), resized, pixels[0]), conversions
+    expected = (1, height, width, channels)
+    if pixels.shape != expected:
+        raise UsageError(f"preprocess returned shape {pixels.shape}, expected {expected}")
+    return ((image.shape[1], image.shape[0]), to_uint8(resized), pixels[0]), conversions
 
 
 def _clipped_boxes(sample: Sample, decoded_size: tuple[int, int], issues: list[DataIssue]):

@@ -40,18 +40,34 @@ def allocate(sizes: dict, total: int) -> dict:
     return counts
 
 
-def select_samples(samples: Sequence[Sample], max_samples: int | None, seed: int) -> list[Sample]:
-    """Stratified-by-class subset of at most ``max_samples``, sorted by sample_id.
+def quota(sizes: dict, max_samples: int | None, min_per_class: int = 0) -> dict:
+    """Per-class counts: proportional allocation of ``max_samples``, then every labelled class topped up to
+    ``min_per_class`` where it has that many records (else all of them). The total can therefore exceed
+    ``max_samples``: with many classes, judging each class needs ``min_per_class`` of each (a 200-sample
+    budget over 10 classes would leave 20 per class and no class could be judged)."""
+    if max_samples is None or max_samples <= 0:
+        return dict(sizes)
+    counts = allocate(sizes, max_samples)
+    for key, size in sizes.items():
+        if key is not None:  # unlabelled records are never judged per class
+            counts[key] = max(counts[key], min(size, min_per_class))
+    return counts
 
-    The same set of samples and seed give the same subset whatever the input order. None or <= 0: all.
+
+def select_samples(samples: Sequence[Sample], max_samples: int | None, seed: int,
+                   min_per_class: int = 0) -> list[Sample]:
+    """Stratified-by-class subset, sorted by sample_id: ``quota(...)`` samples of each class.
+
+    The same set of samples and seed give the same subset whatever the input order. ``max_samples`` None or
+    <= 0: all. ``min_per_class`` tops small classes up (see :func:`quota`).
     """
     ordered = sorted(samples, key=lambda s: s.sample_id)
-    if max_samples is None or max_samples <= 0 or max_samples >= len(ordered):
-        return ordered
     by_class: dict[int | None, list[Sample]] = {}
     for sample in ordered:
         by_class.setdefault(sample.class_id, []).append(sample)
-    counts = allocate({k: len(v) for k, v in by_class.items()}, max_samples)
+    counts = quota({k: len(v) for k, v in by_class.items()}, max_samples, min_per_class)
+    if sum(counts.values()) >= len(ordered):
+        return ordered
     rng = np.random.default_rng(seed)
     chosen: list[Sample] = []
     for class_id in sorted(by_class, key=_class_key):

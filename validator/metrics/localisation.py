@@ -22,6 +22,11 @@ from validator.errors import UsageError
 from validator.metrics.geometry import as_boxes, best_iou, distance_to_boxes, pad_boxes, rect_masks
 from validator.metrics.registry import CORNERS, REGION_PREFIX
 
+# A corner whose free (non-object) part is below this share of the corner has too few pixels for its lift.
+MIN_FREE_CORNER = 0.25
+# relative_lift needs room above chance: a box covering (almost) the whole image has none.
+MAX_RELATIVE_LIFT_AREA = 0.99
+
 # Pointing-game tolerance of Zhang et al. (2016): 15 px at 224 px, scaled with the image.
 POINTING_TOLERANCE_PX = 15.0
 POINTING_REFERENCE_SIZE = 224.0
@@ -182,6 +187,9 @@ def score_maps(
     with np.errstate(invalid="ignore", divide="ignore"):
         lift = energy / area
         chance = (energy - area) / (1.0 - area)
+        # log(lift) / log(max lift = 1/A): lift as a fraction of its ceiling, so a 50% box that holds 80%
+        # of the heat (lift 1.6 of at most 2) scores like a 5% box holding 40% (lift 8 of at most 20).
+        relative = np.clip(np.log(lift) / np.log(1.0 / area), -1.0, 1.0)
 
     centre = np.tile([[width / 2.0, height / 2.0]], (n, 1))
     center_hit = distance_to_boxes(centre, padded) <= pointing_tolerance
@@ -197,6 +205,7 @@ def score_maps(
         "lift": only(lift, scored),
         "excess": only(energy - area, scored),
         "chance_corrected": only(chance, scored & (box_px < height * width)),
+        "relative_lift": only(relative, scored & (area < MAX_RELATIVE_LIFT_AREA)),
         "pointing_hit": only(_pointing(heat, scored, padded, pointing_tolerance), scored),
         "center_hit": only(center_hit, has_box),
         "rank_accuracy": only(_rank_accuracy(heat, in_box, box_px), scored),
@@ -206,16 +215,34 @@ def score_maps(
 
     outside = ~in_box
     region_heat = {}
+    corner_lift = {}
     for name, rect in _region_rects(height, width, corner_fraction, region_fracs).items():
         region = rect_masks(rect, height, width)
-        region_heat[name] = np.sum(heat, axis=(1, 2), where=region & outside) / safe_total
+        free = region & outside
+        region_heat[name] = np.sum(heat, axis=(1, 2), where=free) / safe_total
+        if name.startswith("corner_heat_"):
+            # heat share / area share of the corner's free pixels: 1 = a uniform map, as lift is for the box
+            free_px = free.sum(axis=(1, 2))
+            usable = free_px >= MIN_FREE_CORNER * region.sum()
+            with np.errstate(invalid="ignore", divide="ignore"):
+                share = free_px / float(height * width)
+                corner_lift[name.replace("corner_heat_", "corner_lift_")] = np.where(
+                    usable, region_heat[name] / share, np.nan)
     bw, bh = border_fraction * width, border_fraction * height
     band = ~rect_masks(np.array([[bw, bh, width - bw, height - bh]]), height, width)
     region_heat["border_heat"] = np.sum(heat, axis=(1, 2), where=band & outside) / safe_total
     corner_cols = [f"corner_heat_{c}" for c in CORNERS]
     region_heat["corner_heat_max"] = np.max([region_heat[c] for c in corner_cols], axis=0, initial=0.0)
 
-    ordered = [*corner_cols, "corner_heat_max", "border_heat", *(k for k in region_heat if k.startswith(REGION_PREFIX))]
+    lift_cols = [f"corner_lift_{c}" for c in CORNERS]
+    stacked = np.stack([corner_lift[c] for c in lift_cols])
+    any_usable = np.isfinite(stacked).any(axis=0)
+    region_heat.update(corner_lift)
+    region_heat["corner_lift_max"] = np.where(
+        any_usable, np.max(np.where(np.isfinite(stacked), stacked, -np.inf), axis=0), np.nan)
+
+    ordered = [*corner_cols, "corner_heat_max", *lift_cols, "corner_lift_max", "border_heat",
+               *(k for k in region_heat if k.startswith(REGION_PREFIX))]
     for name in ordered:
         out[name] = only(region_heat[name], alive)
     return out

@@ -54,6 +54,9 @@ _ENTRIES = [
     _info("excess", True, -1, 1, CONTINUOUS, True, "E - A: in-box heat above a uniform map."),
     _info("chance_corrected", True, -math.inf, 1, CONTINUOUS, True,
           "(E - A) / (1 - A): 0 = uniform map, 1 = all heat in the boxes; NaN when the box covers the image."),
+    _info("relative_lift", True, -1, 1, CONTINUOUS, True,
+          "log(lift) / log(1/A): lift as a fraction of its maximum 1/A on a log scale; 0 = uniform map, "
+          "1 = all heat in the boxes, clipped to [-1, 1]; comparable across box sizes (NaN when A >= 0.99)."),
     _info("pointing_hit", True, 0, 1, BOOLEAN, True,
           "1 when every maximum of H lies within the tolerance of a box (pointing game, Zhang et al. 2016)."),
     _info("center_hit", None, 0, 1, BOOLEAN, True,
@@ -69,6 +72,14 @@ _ENTRIES = [
         for c in CORNERS
     ],
     _info("corner_heat_max", False, 0, 1, CONTINUOUS, False, "Largest of the four corner heat shares."),
+    *[
+        _info(f"corner_lift_{c}", False, 0, math.inf, CONTINUOUS, False,
+              f"Heat share of the {c} corner divided by its area share (object pixels excluded from both): "
+              f"1 = a uniform map. NaN when objects cover over 75% of the corner.")
+        for c in CORNERS
+    ],
+    _info("corner_lift_max", False, 0, math.inf, CONTINUOUS, False,
+          "Largest corner lift of the image: finds a mark in whichever corner it sits (Decoy MNIST)."),
     _info("border_heat", False, 0, 1, CONTINUOUS, False,
           "Share of heat in a band along all four image edges, excluding object pixels."),
     _info("correct", True, 0, 1, BOOLEAN, False, "1 when the model's prediction equals the label (filled by the caller)."),

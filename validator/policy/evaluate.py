@@ -13,14 +13,26 @@ from validator.errors import CamgateError
 from validator.metrics import MetricInfo
 from validator.policy.datachecks import class_column, data_checks, slice_classes
 from validator.policy.model import Check, Policy
-from validator.policy.result import FAIL, PASS, SKIPPED, WARN, CheckResult
+from validator.policy.result import FAIL, NOT_JUDGED, PASS, SKIPPED, WARN, CheckResult
 from validator.policy.schema import metric_infos
 from validator.policy.waivers import apply_waivers
 from validator.policy.wording import bounded_quantity, change_words, fmt, interval
-from validator.stats import Estimate, aggregate
+from validator.stats import Estimate, aggregate, resamples_for
 
-_SEVERITY_OUTCOME = {"fail": FAIL, "warn": WARN}
-_RANK = {SKIPPED: 0, PASS: 1, WARN: 2, FAIL: 3}
+_SEVERITY_OUTCOME = {"fail": FAIL, "warn": WARN, "not_judged": NOT_JUDGED}
+_RANK = {SKIPPED: 0, NOT_JUDGED: 0, PASS: 1, WARN: 2, FAIL: 3}
+FAMILY_CONFIDENCE = 0.95
+
+
+def slice_confidence(policy: Policy, n_slices: int, per_class: bool) -> float:
+    """Confidence of each interval so that the check's class slices hold together at 95%.
+
+    Bonferroni: with k class slices each interval is a 1 - 0.05 / k interval, so the chance that any clean
+    class crosses its bound by luck is at most 5% whatever the dependence between classes. (Holm's step-down
+    is for p-values, not for the interval bounds a check compares.) The overall slice keeps 95%."""
+    if not per_class or n_slices <= 1 or policy.multiple_comparisons == "none":
+        return FAMILY_CONFIDENCE
+    return 1.0 - (1.0 - FAMILY_CONFIDENCE) / n_slices
 
 
 def evaluate(policy: Policy, table: Mapping[str, np.ndarray], *, data_summary: Mapping,
@@ -33,14 +45,53 @@ def evaluate(policy: Policy, table: Mapping[str, np.ndarray], *, data_summary: M
     results = data_checks(policy, classes, data_summary)
     for check in policy.checks:
         info = infos[check.metric]
-        for class_name in slice_classes(check, policy, classes):
-            new = _estimate(check, info, policy, table, class_name, seed)
+        slices = slice_classes(check, policy, classes)
+        class_slices = [c for c in slices if c is not None]
+        for class_name in slices:
+            confidence = slice_confidence(policy, len(class_slices), class_name is not None)
+            new = _estimate(check, info, policy, table, class_name, seed, confidence)
             base = None
             if check.change and baseline_table is not None:
-                base = _estimate(check, info, policy, baseline_table, class_name, seed)
-            results.append(_judge(check, info, policy, new, base, baseline_table is not None,
-                                  _slice_label(class_name)))
+                base = _estimate(check, info, policy, baseline_table, class_name, seed, confidence)
+            result = _judge(check, info, policy, new, base, baseline_table is not None,
+                            _slice_label(class_name), confidence)
+            result.confidence = confidence
+            if result.outcome in (FAIL, WARN) and check.metric.startswith(CORNER_PREFIXES):
+                result.message += "; " + corner_sentence(table, _slice_rows(table, class_name))
+            results.append(result)
     return apply_waivers(results, policy.waivers, today)
+
+
+CORNER_PREFIXES = ("corner_lift_", "corner_heat_")
+_CORNER_WORDS = {"tl": "top-left", "tr": "top-right", "bl": "bottom-left", "br": "bottom-right"}
+_ONE_CORNER_SHARE = 0.6  # above this share of images, one corner holds the evidence; else "the corners"
+
+
+def corner_sentence(table: Mapping[str, np.ndarray], rows: np.ndarray) -> str:
+    """Where the corner evidence sits: the corner that is hottest in most images, or all of them."""
+    columns = [f"corner_lift_{c}" for c in _CORNER_WORDS]
+    if not all(c in table for c in columns):
+        return "the evidence sits in the corners"
+    lifts = np.stack([np.asarray(table[c], dtype=float)[rows] for c in columns], axis=1)
+    usable = np.isfinite(lifts).any(axis=1)
+    if not usable.any():
+        return "the evidence sits in the corners"
+    hottest = np.argmax(np.where(np.isfinite(lifts[usable]), lifts[usable], -np.inf), axis=1)
+    shares = np.bincount(hottest, minlength=4) / len(hottest)
+    names = list(_CORNER_WORDS.values())
+    detail = ", ".join(f"{names[i]} {shares[i]:.0%}" for i in np.argsort(-shares, kind="stable"))
+    top = int(np.argmax(shares))
+    if shares[top] >= _ONE_CORNER_SHARE:
+        return f"the evidence sits in the {names[top]} corner (hottest corner per image: {detail})"
+    return f"the evidence sits in the corners, no single one (hottest corner per image: {detail})"
+
+
+def _slice_rows(table: Mapping[str, np.ndarray], class_name: str | None) -> np.ndarray:
+    classes = class_column(table)
+    rows = np.array([c is not None for c in classes], dtype=bool)
+    if class_name is not None:
+        rows &= np.array([c == class_name for c in classes], dtype=bool)
+    return rows
 
 
 def _slice_label(class_name: str | None) -> str:
@@ -48,21 +99,19 @@ def _slice_label(class_name: str | None) -> str:
 
 
 def _estimate(check: Check, info: MetricInfo, policy: Policy, table: Mapping[str, np.ndarray],
-              class_name: str | None, seed: int) -> Estimate:
+              class_name: str | None, seed: int, confidence: float = FAMILY_CONFIDENCE) -> Estimate:
     """The check's aggregate over the slice's usable rows (NaN values are dropped by aggregate)."""
     if check.metric not in table:
         raise CamgateError(f"check {check.id!r}: the per-sample table has no column {check.metric!r}")
-    classes = class_column(table)
-    rows = np.array([c is not None for c in classes], dtype=bool)
-    if class_name is not None:
-        rows &= np.array([c == class_name for c in classes], dtype=bool)
+    rows = _slice_rows(table, class_name)
     if info.needs_box:
         # boxes covering most of the frame carry little signal: the caller counts them, we leave them out
         area = np.asarray(table["area"], dtype=float)
         with np.errstate(invalid="ignore"):
             rows &= np.isfinite(area) & (area <= policy.sample.max_box_area)
     values = np.asarray(table[check.metric], dtype=float)[rows]
-    return aggregate(values, check.aggregate, threshold=check.threshold, seed=seed)
+    return aggregate(values, check.aggregate, threshold=check.threshold, seed=seed, confidence=confidence,
+                     n_resamples=resamples_for(confidence))
 
 
 def _compared(check: Check, est: Estimate) -> float:
@@ -77,12 +126,12 @@ class _Verdict:
 
 
 def _judge(check: Check, info: MetricInfo, policy: Policy, new: Estimate, base: Estimate | None,
-           has_baseline_table: bool, slice_label: str) -> CheckResult:
+           has_baseline_table: bool, slice_label: str, confidence: float = FAMILY_CONFIDENCE) -> CheckResult:
     compared = _compared(check, new)
-    what = bounded_quantity(check)
+    what = bounded_quantity(check, confidence)
     failed = _SEVERITY_OUTCOME[check.severity]
     baseline_value = base.value if base is not None and base.n > 0 else None
-    context = f"({check.aggregate} {interval(new.value, new.lo, new.hi)}, n={new.n}, {slice_label})"
+    context = f"({check.aggregate} {interval(new.value, new.lo, new.hi, confidence)}, n={new.n}, {slice_label})"
 
     if new.n < check.min_samples or not math.isfinite(compared):
         outcome = _SEVERITY_OUTCOME[check.on_missing]
@@ -93,7 +142,11 @@ def _judge(check: Check, info: MetricInfo, policy: Policy, new: Estimate, base: 
                   f"(min_samples {check.min_samples})"
         else:
             why = f"{what} could not be computed with n={new.n}"
-        message = f"{check.description or check.id}: {why}; {what} = {fmt(compared)} {context}"
+        if outcome == NOT_JUDGED:  # say what is true: the slice was too small, not that it was bad
+            message = f"{check.id}: {why}: not judged ({check.metric} {check.aggregate} " \
+                      f"{interval(new.value, new.lo, new.hi, confidence)})"
+        else:
+            message = f"{check.description or check.id}: {why}; {what} = {fmt(compared)} {context}"
         return _result(check, slice_label, new, compared, baseline_value, outcome, message)
 
     verdicts = [_judge_range(check, compared, failed)]

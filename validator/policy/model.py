@@ -13,6 +13,10 @@ BOUNDS = ("point", "lower", "upper")
 SEVERITIES = ("fail", "warn")
 SLICE_MODES = ("overall", "per_class")
 MISSING_BASELINE = ("skip", "fail")
+# What a slice with fewer samples than it needs becomes: its own outcome (default for classes) or a severity.
+SMALL_SLICE = ("not_judged", "warn", "fail")
+# Family-wise error control over the per-class slices of one check.
+MULTIPLE_COMPARISONS = ("bonferroni", "none")
 # Ids of the data checks evaluate() always runs; waivers may name them, checks may not reuse them.
 BUILTIN_CHECK_IDS = ("data.min_samples", "data.min_per_class", "data.skipped")
 
@@ -32,6 +36,7 @@ class SampleSpec:
     min_per_class: int = 30
     max_box_area: float = 0.5
     max_skipped_fraction: float = 0.05
+    on_small_class: str = "not_judged"  # a class below min_per_class: not_judged | warn | fail
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,7 @@ class Check:
     severity: str = "fail"
     slices: str | tuple[str, ...] = "overall"  # "overall", "per_class" or class names
     min_samples: int = 30
-    on_missing: str = "fail"
+    on_missing: str = "fail"  # not_judged | warn | fail
     description: str | None = None
 
     def to_dict(self) -> dict:
@@ -94,6 +99,7 @@ class Policy:
     sample: SampleSpec = field(default_factory=SampleSpec)
     regions: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
     on_missing_baseline: str = "skip"
+    multiple_comparisons: str = "bonferroni"
     waivers: tuple[Waiver, ...] = ()
     source: str | None = field(default=None, compare=False)  # file it was read from; not hashed
 
@@ -112,9 +118,11 @@ class Policy:
                 "min_per_class": self.sample.min_per_class,
                 "max_box_area": self.sample.max_box_area,
                 "max_skipped_fraction": self.sample.max_skipped_fraction,
+                "on_small_class": self.sample.on_small_class,
             },
             "regions": {k: list(v) for k, v in self.regions.items()},
             "on_missing_baseline": self.on_missing_baseline,
+            "multiple_comparisons": self.multiple_comparisons,
             "checks": [c.to_dict() for c in self.checks],
             "waivers": [w.to_dict() for w in self.waivers],
         }

@@ -7,7 +7,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 PASS, WARN, FAIL, SKIPPED = "PASS", "WARN", "FAIL", "SKIPPED"
-OUTCOMES = (PASS, WARN, FAIL, SKIPPED)
+# A slice with too few samples to judge (a small class): listed and counted, never a pass or a failure
+# unless the policy asks (``sample.on_small_class``).
+NOT_JUDGED = "NOT_JUDGED"
+OUTCOMES = (PASS, WARN, FAIL, SKIPPED, NOT_JUDGED)
 
 
 @dataclass
@@ -27,9 +30,10 @@ class CheckResult:
     max: float | None
     baseline: float | None
     change: dict | None
-    outcome: str  # PASS | WARN | FAIL | SKIPPED
+    outcome: str  # PASS | WARN | FAIL | SKIPPED | NOT_JUDGED
     message: str
     waiver: dict | None = None
+    confidence: float = 0.95  # level of the interval [lo, hi] (Bonferroni-adjusted on per-class slices)
 
     def to_dict(self) -> dict:
         """JSON-ready dict: non-finite floats become None (JSON has no NaN)."""
@@ -43,7 +47,7 @@ def _json_number(value):
 
 
 def gate_status(results: Iterable[CheckResult]) -> str:
-    """FAIL if any check failed, else WARN if any warned, else PASS (SKIPPED never changes the status)."""
+    """FAIL if any check failed, else WARN if any warned, else PASS (SKIPPED and NOT_JUDGED never change it)."""
     outcomes = {r.outcome for r in results}
     if FAIL in outcomes:
         return FAIL

@@ -16,8 +16,10 @@ from validator.policy.model import (
     BUILTIN_CHECK_IDS,
     METHODS,
     MISSING_BASELINE,
+    MULTIPLE_COMPARISONS,
     SEVERITIES,
     SLICE_MODES,
+    SMALL_SLICE,
     Check,
     Explainer,
     Policy,
@@ -30,7 +32,7 @@ BUILTIN_POLICIES = ("default", "strict", "example")
 _CHECK_ID = re.compile(r"^[a-z0-9_.-]+$")
 _REGION_NAME = re.compile(r"^[a-z0-9_]+$")
 _TOP_KEYS = ("name", "version", "classes", "explainer", "sample", "regions", "on_missing_baseline",
-             "checks", "waivers")
+             "multiple_comparisons", "checks", "waivers")
 _CHECK_KEYS = ("id", "description", "metric", "aggregate", "threshold", "bound", "min", "max", "change",
                "severity", "slices", "min_samples", "on_missing")
 
@@ -89,6 +91,7 @@ def _policy(data: Mapping, source: Source) -> Policy:
         sample=sample,
         regions=regions,
         on_missing_baseline=top.choice("on_missing_baseline", MISSING_BASELINE, "skip"),
+        multiple_comparisons=top.choice("multiple_comparisons", MULTIPLE_COMPARISONS, "bonferroni"),
         waivers=_waivers(top.raw_value("waivers", []), source, known_ids, classes),
         source=source.name,
     )
@@ -114,7 +117,8 @@ def _explainer(raw: object, source: Source) -> Explainer:
 
 
 def _sample(raw: object, source: Source) -> SampleSpec:
-    keys = ("max_samples", "seed", "min_samples", "min_per_class", "max_box_area", "max_skipped_fraction")
+    keys = ("max_samples", "seed", "min_samples", "min_per_class", "max_box_area", "max_skipped_fraction",
+            "on_small_class")
     f = Fields(raw, "sample", source, keys, "sample")
     return SampleSpec(
         # an explicit null means "explain every record"
@@ -126,6 +130,7 @@ def _sample(raw: object, source: Source) -> SampleSpec:
         max_box_area=f.number("max_box_area", 0.5, lo=0.0, hi=1.0, what="the area fraction range"),
         max_skipped_fraction=f.number("max_skipped_fraction", 0.05, lo=0.0, hi=1.0,
                                       what="the fraction range"),
+        on_small_class=f.choice("on_small_class", SMALL_SLICE, "not_judged"),
     )
 
 
@@ -189,14 +194,24 @@ def _check(raw: object, path: str, source: Source, classes, sample: SampleSpec,
     if low is None and high is None and change is None:
         raise f.error("min", "a check needs min, max or change")
     severity = f.choice("severity", SEVERITIES, "fail")
+    slices = _slices(f, classes)
     return Check(
         id=check_id, metric=metric, aggregate=aggregate, bound=f.choice("bound", BOUNDS, "point"),
         min=low, max=high, threshold=threshold, change=change, severity=severity,
-        slices=_slices(f, classes), min_samples=f.integer("min_samples", sample.min_per_class, lo=1),
-        # a missing slice is as serious as the check itself unless the policy says otherwise
-        on_missing=f.choice("on_missing", SEVERITIES, severity),
+        slices=slices, min_samples=f.integer("min_samples", sample.min_per_class, lo=1),
+        # Too few samples: an overall slice is as serious as the check itself; a class slice follows
+        # sample.on_small_class (default: not judged). Either can be set per check.
+        on_missing=f.choice("on_missing", SMALL_SLICE,
+                            severity if slices == "overall" else _small(sample.on_small_class, severity)),
         description=f.string("description", None),
     )
+
+
+def _small(on_small_class: str, severity: str) -> str:
+    """A class too small to judge: not judged, or at most as severe as the check (a warn check never fails)."""
+    if on_small_class == "not_judged":
+        return "not_judged"
+    return "warn" if "warn" in (on_small_class, severity) else "fail"
 
 
 def _threshold(f: Fields, metric: str, info: MetricInfo, aggregate: str) -> float | None:

@@ -25,17 +25,22 @@ def quantity(check: Check) -> str:
     return f"{_AGGREGATE_WORDS[check.aggregate]} {check.metric}"
 
 
-def bounded_quantity(check: Check) -> str:
+def level(confidence: float) -> str:
+    """0.95 -> '95%', 0.99375 -> '99.38%'."""
+    return f"{confidence * 100:.4g}%"
+
+
+def bounded_quantity(check: Check, confidence: float = 0.95) -> str:
     """The quantity with the end of the interval that is compared."""
     if check.bound == "point":
         return quantity(check)
-    return f"{check.bound} 95% bound of {quantity(check)}"
+    return f"{check.bound} {level(confidence)} bound of {quantity(check)}"
 
 
-def interval(value: float, lo: float, hi: float) -> str:
+def interval(value: float, lo: float, hi: float, confidence: float = 0.95) -> str:
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return f"{fmt(value)}, no interval"
-    return f"{fmt(value)}, 95% CI [{fmt(lo)}, {fmt(hi)}]"
+    return f"{fmt(value)}, {level(confidence)} CI [{fmt(lo)}, {fmt(hi)}]"
 
 
 def change_words(change: dict) -> str:

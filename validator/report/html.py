@@ -8,12 +8,14 @@ from pathlib import Path
 
 from validator.report.markdown import fmt
 
-COLOURS = {"PASS": "#1a7f37", "WARN": "#9a6700", "FAIL": "#cf222e", "ERROR": "#8250df", "SKIPPED": "#57606a"}
+COLOURS = {"PASS": "#1a7f37", "WARN": "#9a6700", "FAIL": "#cf222e", "ERROR": "#8250df", "SKIPPED": "#57606a", "NOT_JUDGED": "#57606a"}
 CLASS_COLUMNS = (
     ("lift", "mean", "lift (mean)"),
+    ("relative_lift", "mean", "relative lift"),
     ("energy", "mean", "in-box heat"),
     ("pointing_hit", "rate", "pointing game"),
     ("corner_heat_max", "mean", "corner heat"),
+    ("corner_lift_max", "mean", "corner lift"),
     ("correct", "rate", "accuracy"),
 )
 
@@ -87,7 +89,7 @@ def _class_table(data: dict) -> str:
             cells.append(f"<td>{fmt(est.get('value'))}{interval}</td>")
         n = ((metrics.get("correct") or {}).get("rate") or {}).get("n")
         rows.append(f"<tr><td>{escape(slice_name)}</td><td>{fmt(n)}</td>{''.join(cells)}</tr>")
-    return f"<h2>Per class</h2><table id='classes'><tr><th>slice</th><th>n</th>{head}</tr>{''.join(rows)}</table>"
+    return f"<h2>Per slice (overall, class, box area)</h2><table id='classes'><tr><th>slice</th><th>n</th>{head}</tr>{''.join(rows)}</table>"
 
 
 def _checks_table(data: dict) -> str:

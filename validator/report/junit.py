@@ -13,7 +13,7 @@ def render_junit(data: dict) -> str:
         tests=str(max(len(checks), 1)),
         failures=str(sum(c["outcome"] == "FAIL" for c in checks)),
         errors="1" if data.get("error") else "0",
-        skipped=str(sum(c["outcome"] == "SKIPPED" for c in checks)),
+        skipped=str(sum(c["outcome"] in ("SKIPPED", "NOT_JUDGED") for c in checks)),
         time=f"{data.get('wall_seconds') or 0:.3f}",
     )
     if data.get("error"):
@@ -23,7 +23,7 @@ def render_junit(data: dict) -> str:
         case = ET.SubElement(suite, "testcase", classname=f"camgate.{c['check_id']}", name=c["slice"])
         if c["outcome"] == "FAIL":
             ET.SubElement(case, "failure", message=c["message"], type=c["metric"]).text = c["message"]
-        elif c["outcome"] == "SKIPPED":
+        elif c["outcome"] in ("SKIPPED", "NOT_JUDGED"):
             ET.SubElement(case, "skipped", message=c["message"])
         elif c["outcome"] == "WARN":
             ET.SubElement(case, "system-out").text = f"WARN: {c['message']}"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 MAX_ANNOTATIONS = 10
-ICONS = {"PASS": "✅", "WARN": "⚠️", "FAIL": "❌", "ERROR": "🛑", "SKIPPED": "⏭️"}
+ICONS = {"PASS": "✅", "WARN": "⚠️", "FAIL": "❌", "ERROR": "🛑", "SKIPPED": "⏭️", "NOT_JUDGED": "➖"}
+_ORDER = {"FAIL": 0, "WARN": 1, "PASS": 2, "NOT_JUDGED": 3, "SKIPPED": 4}
 
 
 def fmt(value, digits: int = 3) -> str:
@@ -32,17 +33,26 @@ def render_markdown(data: dict) -> str:
             f"({sample.get('n_no_box', 0)} without box, {sample.get('n_large_box', 0)} with box area above the cut-off, "
             f"{sample.get('n_dead', 0)} dead maps)"
         )
+    small = sample.get("not_judged_classes") or []
+    if small:
+        per_class = sample.get("per_class") or {}
+        shown = ", ".join(f"{name} ({(per_class.get(name) or {}).get('explained', '?')} explained, "
+                          f"{(per_class.get(name) or {}).get('available', '?')} available)" for name in small[:20])
+        more = f" and {len(small) - 20} more" if len(small) > 20 else ""
+        lines.append(f"Not judged (fewer than min_per_class samples): {len(small)} class(es): {shown}{more}")
     lines.append("")
     checks = data.get("checks") or []
     if checks:
-        lines += ["| | check | slice | value | 95% interval | compared | threshold | n |", "|---|---|---|---|---|---|---|---|"]
-        ordered = sorted(checks, key=lambda c: {"FAIL": 0, "WARN": 1, "PASS": 2, "SKIPPED": 3}.get(c["outcome"], 4))
+        lines += ["| | check | slice | value | interval | compared | threshold | n |", "|---|---|---|---|---|---|---|---|"]
+        ordered = sorted(checks, key=lambda c: _ORDER.get(c["outcome"], 5))
         for c in ordered:
             threshold = " ".join(
                 part for part in (f"≥ {fmt(c.get('min'))}" if c.get("min") is not None else "",
                                   f"≤ {fmt(c.get('max'))}" if c.get("max") is not None else "") if part
             ) or "change vs baseline"
-            interval = f"[{fmt(c.get('lo'))}, {fmt(c.get('hi'))}]"
+            confidence = c.get("confidence") or 0.95
+            level = "" if abs(confidence - 0.95) < 1e-12 else f" at {confidence * 100:.4g}%"
+            interval = f"[{fmt(c.get('lo'))}, {fmt(c.get('hi'))}]{level}"
             lines.append(
                 f"| {ICONS.get(c['outcome'], '')} {c['outcome']} | `{c['check_id']}` ({c['metric']} {c.get('aggregate', '')}) "
                 f"| {c['slice']} | {fmt(c.get('observed'))} | {interval} | {fmt(c.get('compared'))} | {threshold} | {c.get('n')} |"

@@ -21,6 +21,21 @@ def colorize(heatmap: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(jet, cv2.COLOR_BGR2RGB)
 
 
+def display_rgb(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB for display from a grayscale (H, W) / (H, W, 1), RGB or RGBA image: grey is
+    repeated into the three colour channels, alpha is dropped, float 0..255 is clipped and rounded."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise ValueError(f"cannot display an image of shape {image.shape}; expected 1, 3 or 4 channels")
+    if image.dtype != np.uint8:
+        image = np.clip(np.round(image.astype(np.float32)), 0, 255).astype(np.uint8)
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    return np.ascontiguousarray(image[:, :, :3])
+
+
 def render_overlay(
     image: np.ndarray,
     heatmap: np.ndarray,
@@ -30,15 +45,17 @@ def render_overlay(
     alpha: float = 0.45,
     scale: int | None = None,
 ) -> np.ndarray:
-    """Blend the heatmap over an RGB uint8 image; draw annotation boxes green and the CAM box red.
+    """Blend the heatmap over an image; draw annotation boxes green and the CAM box red.
 
-    Small images are enlarged (nearest) so a reviewer can see them; ``scale`` overrides the factor.
+    ``image`` is grayscale, RGB or RGBA (see ``display_rgb``). Small images are enlarged (nearest) so a
+    reviewer can see them; ``scale`` overrides the factor.
     """
+    image = display_rgb(image)
     height, width = heatmap.shape
     if image.shape[:2] != (height, width):
         image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
     factor = scale or max(1, 256 // max(height, width))
-    blended = cv2.addWeighted(colorize(heatmap), alpha, image.astype(np.uint8), 1 - alpha, 0)
+    blended = cv2.addWeighted(colorize(heatmap), alpha, image, 1 - alpha, 0)
     blended = cv2.resize(blended, (width * factor, height * factor), interpolation=cv2.INTER_NEAREST)
     for x0, y0, x1, y1 in np.asarray(boxes, dtype=float).reshape(-1, 4):
         _rect(blended, (x0, y0, x1, y1), factor, GREEN)
@@ -53,6 +70,8 @@ def _rect(canvas: np.ndarray, box, factor: int, colour) -> None:
 
 
 def write_png(path: str | Path, rgb: np.ndarray) -> Path:
+    """Write an RGB (or grayscale / RGBA, shown as RGB) image as PNG."""
+    rgb = display_rgb(rgb)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
