@@ -34,8 +34,9 @@ def untrained_model(tmp_path_factory):
 
 
 def lenient_policy(tmp_path, **extra) -> Path:
-    """A policy whose only checks are sample counts: any readable model passes it."""
-    text = "name: lenient\nversion: 1\nsample: {min_samples: 10, min_per_class: 5}\nchecks: []\n"
+    """A policy whose only check cannot fail (dead-map rate <= 1): any readable model passes it."""
+    text = ("name: lenient\nversion: 1\nsample: {min_samples: 10, min_per_class: 5}\n"
+            "checks: [{id: any, metric: dead, aggregate: rate, max: 1.0}]\n")
     for key, value in extra.items():
         text += f"{key}: {value}\n"
     path = tmp_path / "lenient.yaml"

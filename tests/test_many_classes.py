@@ -119,9 +119,9 @@ def test_skipped_fraction_counts_file_and_selection_over_the_same_population():
     # both stages: 1% at read time, 2 of 200 selected fail to decode -> 1% + 99% x 1%
     both = {**summary, "n_skipped_selected": 2}
     assert skipped_fraction(both, 198)[0] == pytest.approx(0.01 + 0.99 * 0.01)
-    table = {"class_name": np.array(["a"] * 200, dtype=object), "area": np.full(200, 0.1)}
+    table = {"class_name": np.array(["a"] * 200, dtype=object), "area": np.full(200, 0.1), "dead": np.zeros(200)}
     policy = load_policy({"name": "t", "version": 1, "sample": {"min_samples": 1, "min_per_class": 1},
-                          "checks": []})
+                          "checks": [{"id": "any", "metric": "dead", "aggregate": "rate", "max": 1.0}]})
     result = next(r for r in evaluate(policy, table, data_summary=summary) if r.check_id == "data.skipped")
     assert result.outcome == "WARN"
     assert "50 of 5000 records skipped while reading, 0 of 200 selected not decodable" in result.message

@@ -18,13 +18,15 @@ CLEAN = {"n_records": 0, "n_skipped": 0}  # n_records 0 is replaced below by the
 def make_table(classes, **columns):
     """Per-sample table; every box row gets area 0.1 unless given."""
     n = len(classes)
-    table = {"class_name": np.array(classes, dtype=object), "area": np.full(n, 0.1)}
+    table = {"class_name": np.array(classes, dtype=object), "area": np.full(n, 0.1), "dead": np.zeros(n)}
     for name, values in columns.items():
         table[name] = np.broadcast_to(np.asarray(values, dtype=float), (n,)).copy()
     return table
 
 
 def make_policy(*checks, sample=None, **top):
+    # a policy needs one check; this one cannot fail (the dead-map rate is at most 1)
+    checks = checks or ({"metric": "dead", "aggregate": "rate", "max": 1.0},)
     raw = {"name": "t", "version": 1, "sample": {"min_samples": 1, "min_per_class": 1, **(sample or {})},
            "checks": [{"id": f"c{i}", "min_samples": 1, **c} for i, c in enumerate(checks)], **top}
     return load_policy(raw)
@@ -315,8 +317,24 @@ def test_data_skipped(skipped, records, outcome):
         assert result.observed == skipped / records
 
 
-def test_gate_status_and_only_checks_declared():
-    assert gate_status([]) == "PASS"
+def test_a_gate_that_compared_nothing_is_inconclusive_not_pass():
+    assert gate_status([]) == "INCONCLUSIVE"
+    # only a change check, and no baseline under on_missing_baseline: skip -> nothing was compared
     _, results = run(make_policy({"metric": "lift", "change": {"absolute": 0.0}}), make_table(["a"], lift=2.0))
     assert [r.outcome for r in results] == ["PASS", "PASS", "PASS", "SKIPPED"]
+    assert gate_status(results) == "INCONCLUSIVE"
+    # one compared check is enough for a verdict
+    _, results = run(make_policy({"metric": "lift", "change": {"absolute": 0.0}}, {"metric": "lift", "min": 1.0}),
+                     make_table(["a"], lift=2.0))
     assert gate_status(results) == "PASS"
+    # a failure still fails, judged or not
+    _, results = run(make_policy({"metric": "lift", "change": {"absolute": 0.0}}, sample={"min_samples": 5}),
+                     make_table(["a"], lift=2.0))
+    assert gate_status(results) == "FAIL"
+
+
+def test_a_policy_without_checks_is_refused():
+    from validator.errors import PolicyError
+
+    with pytest.raises(PolicyError, match="no checks, so it would pass any model"):
+        load_policy({"name": "t", "version": 1, "checks": []})

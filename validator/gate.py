@@ -5,19 +5,22 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
+import difflib
 import math
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 
 from validator.errors import CamgateError, UsageError
-from validator.verdict import ERROR, FAIL, PASS, WARN, Verdict
+from validator.interrupt import AuditInterrupted, interruptible
+from validator.report.files import start_outputs
+from validator.verdict import ERROR, EXIT_INCONCLUSIVE, FAIL, INCONCLUSIVE, PASS, WARN, Verdict
 
 BOX_METRIC_SORT = "lift"
 OVERLAYS_PER_CLASS = 3
@@ -65,59 +68,86 @@ def audit(model, data, policy=None, out=None, **options) -> Verdict:
     Returns the :class:`~validator.verdict.Verdict` (status PASS/WARN/FAIL/ERROR, checks, output paths and the
     exit code the CLI would use). Errors are caught and reported as status ERROR, never raised.
     """
-    opts = AuditOptions(**options)
     started = time.perf_counter()
     model_label = model if isinstance(model, str | Path) else getattr(model, "name", "model")
     out_dir = Path(out) if out is not None else Path("camgate-report") / _safe_name(model_label)
     verdict = Verdict(out_dir=out_dir, model=str(model_label), data=str(data))
     timer = _Timer()
+    opts = AuditOptions()
     try:
-        from validator.mlflow_models import registry_context  # models:/ URIs resolve against --tracking-uri
+        with interruptible():
+            try:
+                # Before anything can fail: no file of an earlier run may survive beside this run's verdict,
+                # and until the final verdict replaces it, verdict.json says the audit did not finish.
+                start_outputs(verdict)
+                opts = _options(options)
+                from validator.mlflow_models import (
+                    registry_context,  # models:/ URIs resolve against --tracking-uri
+                )
 
-        with registry_context(opts.tracking):
-            _run(verdict, model, data, policy, opts, timer)
-    except CamgateError as exc:
-        verdict.set_error(str(exc), exc.exit_code)
-    except MemoryError:
-        verdict.set_error("out of memory: lower --batch-size or --max-samples", 3)
-    except Exception as exc:  # the gate fails closed: an unexpected error is ERROR (exit 3), never a pass
-        verdict.set_error(f"unexpected {type(exc).__name__}: {exc}", 3, traceback.format_exc())
+                with registry_context(opts.tracking):
+                    _run(verdict, model, data, policy, opts, timer)
+            except CamgateError as exc:
+                verdict.set_error(str(exc), exc.exit_code)
+            except MemoryError:
+                verdict.set_error("out of memory: lower --batch-size or --max-samples", 3)
+            except Exception as exc:  # the gate fails closed: an unexpected error is ERROR (exit 3), never a pass
+                verdict.set_error(f"unexpected {type(exc).__name__}: {exc}", 3, traceback.format_exc())
+    except AuditInterrupted as exc:
+        verdict.set_error(f"interrupted by {exc.signal_name} during the audit: no verdict was reached", 3)
     verdict.wall_seconds = time.perf_counter() - started
     verdict.timings = timer.seconds
     _finish(verdict, opts, timer)
     return verdict
 
 
+def _options(options: dict) -> AuditOptions:
+    try:
+        return AuditOptions(**options)
+    except TypeError as exc:
+        names = [f.name for f in fields(AuditOptions)]
+        unknown = [k for k in options if k not in names]
+        hint = ""
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UsageError(f"unknown audit option(s) {', '.join(map(repr, unknown)) or exc}{hint} "
+                         f"Known: {', '.join(names)}") from exc
+
+
 def _finish(verdict: Verdict, opts: AuditOptions, timer: _Timer) -> None:
-    from validator.report.files import publish_to_github, write_reports
+    from validator.report.files import publish_to_github
 
     since = time.perf_counter()
+    _write_all(verdict)
+    since = timer.add("reports", since)
+    if opts.tracking is not None:
+        try:
+            from validator.tracking import log_verdict
+
+            log_verdict(verdict, opts.tracking)
+        except CamgateError as exc:
+            verdict.set_error(str(exc), exc.exit_code)
+            _write_all(verdict)  # the local record must say why the gate errored
+        except Exception as exc:  # never raised: an unexpected tracking failure is an ERROR like any other
+            verdict.set_error(f"unexpected {type(exc).__name__} while logging to MLflow: {exc}", 3,
+                              traceback.format_exc())
+            _write_all(verdict)
+        timer.add("mlflow", since)
+        verdict.timings = timer.seconds
+    # the job summary is a copy; the local reports and the exit code already say everything
+    with contextlib.suppress(OSError):
+        publish_to_github(verdict)
+
+
+def _write_all(verdict: Verdict) -> None:
+    from validator.report.files import write_minimal, write_reports
+
     try:
         write_reports(verdict)
     except Exception as exc:  # a report that cannot be written is an error, but still try tracking
         verdict.set_error(f"could not write reports to {verdict.out_dir}: {exc}", 3, traceback.format_exc())
-        _write_minimal(verdict)
-    since = timer.add("reports", since)
-    if opts.tracking is not None:
-        from validator.tracking import log_verdict
-
-        try:
-            log_verdict(verdict, opts.tracking)
-        except CamgateError as exc:
-            verdict.set_error(str(exc), exc.exit_code)
-            write_reports(verdict)  # the local record must say why the gate errored
-        timer.add("mlflow", since)
-        verdict.timings = timer.seconds
-    publish_to_github(verdict)
-
-
-def _write_minimal(verdict: Verdict) -> None:
-    try:
-        verdict.out_dir.mkdir(parents=True, exist_ok=True)
-        (verdict.out_dir / "verdict.json").write_text(json.dumps(verdict.to_dict(), indent=2, default=str))
-        (verdict.out_dir / "NOT_BLESSED").write_text(verdict.status + "\n")
-    except OSError:
-        pass
+        write_minimal(verdict)
 
 
 def _safe_name(label) -> str:
@@ -211,11 +241,17 @@ def _run(verdict: Verdict, model, data, policy, opts: AuditOptions, timer: _Time
     verdict.summary = _summarize(run.table, dataset.class_names, policy_obj, seed)
     timer.add("stats", since)
     verdict.status = gate_status(results)
-    verdict.exit_code = 1 if verdict.status == FAIL or (verdict.status == WARN and opts.fail_on == "warn") else 0
+    verdict.exit_code = _exit_code(verdict.status, opts.fail_on)
 
     since = time.perf_counter()
     verdict.overlays = _render_overlays(loaded, samples, run, explainer_settings, opts, verdict.out_dir)
     timer.add("overlays", since)
+
+
+def _exit_code(status: str, fail_on: str) -> int:
+    if status == INCONCLUSIVE:
+        return EXIT_INCONCLUSIVE
+    return 1 if status == FAIL or (status == WARN and fail_on == "warn") else 0
 
 
 def _load_baseline(opts: AuditOptions, verdict: Verdict):
@@ -370,7 +406,7 @@ def _concat(chunks: list[dict]) -> dict:
 
 def _summarize(table, class_names, policy_obj, seed) -> dict:
     from validator.metrics import METRICS
-    from validator.stats import summarize
+    from validator.stats import resamples_for, summarize
 
     labelled = np.array([c is not None for c in table["class_name"]])
     slices = {"overall": labelled}
@@ -392,7 +428,8 @@ def _summarize(table, class_names, policy_obj, seed) -> dict:
         else:
             masked[key] = values
     metrics = [m for m in METRICS if m in table and m != "area"] + [k for k in table if k.startswith("region_")]
-    return summarize(masked, metrics=metrics, slices=slices, seed=seed, n_resamples=1000)
+    # the same resamples and seed as the checks: an interval shown is the interval a check judged
+    return summarize(masked, metrics=metrics, slices=slices, seed=seed, n_resamples=resamples_for(0.95))
 
 
 def _render_overlays(loaded, samples, run: _SetRun, settings, opts, out_dir: Path) -> list[dict]:

@@ -10,7 +10,11 @@ from pathlib import Path
 from validator import __version__
 
 PASS, WARN, FAIL, ERROR = "PASS", "WARN", "FAIL", "ERROR"
-STATUSES = (PASS, WARN, FAIL, ERROR)
+INCONCLUSIVE = "INCONCLUSIVE"  # the policy compared nothing (every check skipped or not judged)
+STATUSES = (PASS, WARN, FAIL, ERROR, INCONCLUSIVE)
+# Exit codes: 0 pass (warnings allowed unless --fail-on warn), 1 gate failed, 2 usage or policy error,
+# 3 runtime error (incl. interrupted), 4 inconclusive (nothing was compared: not a pass).
+EXIT_INCONCLUSIVE = 4
 SCHEMA_VERSION = 1
 
 

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from validator.policy.evaluate import evaluate
 from validator.policy.model import BUILTIN_CHECK_IDS, Check, Explainer, Policy, SampleSpec, Waiver
-from validator.policy.result import FAIL, OUTCOMES, PASS, SKIPPED, WARN, CheckResult, gate_status
+from validator.policy.result import (
+    FAIL,
+    INCONCLUSIVE,
+    NOT_JUDGED,
+    OUTCOMES,
+    PASS,
+    SKIPPED,
+    WARN,
+    CheckResult,
+    gate_status,
+)
 from validator.policy.schema import (
     BUILTIN_POLICIES,
     builtin_policy_path,
@@ -22,6 +32,8 @@ __all__ = [
     "BUILTIN_CHECK_IDS",
     "BUILTIN_POLICIES",
     "FAIL",
+    "INCONCLUSIVE",
+    "NOT_JUDGED",
     "OUTCOMES",
     "PASS",
     "SKIPPED",

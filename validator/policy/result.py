@@ -46,11 +46,19 @@ def _json_number(value):
     return value
 
 
+INCONCLUSIVE = "INCONCLUSIVE"
+
+
 def gate_status(results: Iterable[CheckResult]) -> str:
-    """FAIL if any check failed, else WARN if any warned, else PASS (SKIPPED and NOT_JUDGED never change it)."""
+    """FAIL if any check failed; else INCONCLUSIVE if no policy check compared anything (every slice SKIPPED or
+    NOT_JUDGED: a gate that judged nothing must not read as a pass); else WARN if any warned; else PASS."""
+    results = list(results)
     outcomes = {r.outcome for r in results}
     if FAIL in outcomes:
         return FAIL
+    judged = [r for r in results if not r.check_id.startswith("data.") and r.outcome in (PASS, WARN, FAIL)]
+    if not judged:
+        return INCONCLUSIVE
     if WARN in outcomes:
         return WARN
     return PASS

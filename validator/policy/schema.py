@@ -158,6 +158,9 @@ def _checks(raw: object, source: Source, classes, sample: SampleSpec,
             infos: Mapping[str, MetricInfo]) -> tuple[Check, ...]:
     if not isinstance(raw, list):
         raise source.error("checks", "must be a list of checks")
+    if not raw:
+        raise source.error("checks", "the policy has no checks, so it would pass any model; add at least one "
+                                     "(see policies/example.yaml)")
     checks: list[Check] = []
     for i, item in enumerate(raw):
         check = _check(item, f"checks[{i}]", source, classes, sample, infos)

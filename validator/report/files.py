@@ -15,6 +15,57 @@ from validator.report.markdown import github_annotations, render_markdown
 SUMMARY_LIMIT = 512 * 1024  # GitHub caps a step summary at 1 MiB; stay well under
 
 
+# Files the gate owns in --out: cleared at the start of every run so that none can outlive the run that wrote
+# it (a rerun into the same folder must not show an older samples.csv, error.log or overlay).
+OWNED_FILES = ("verdict.json", "BLESSED", "NOT_BLESSED", "junit.xml", "summary.md", "report.html",
+               "samples.csv", "error.log")
+OWNED_OVERLAY_PREFIXES = ("worst_", "typical_", "atlas_")
+UNFINISHED = "the audit did not finish (it is still running, or it was killed before it could write a verdict)"
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file in the same folder, then rename: a reader sees the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def clear_outputs(out: Path) -> None:
+    """Remove the files an earlier run of the gate wrote into ``out``; nothing else is touched."""
+    for name in OWNED_FILES:
+        (out / name).unlink(missing_ok=True)
+    overlays = out / "overlays"
+    if overlays.is_dir():
+        for png in overlays.glob("*.png"):
+            if png.name.startswith(OWNED_OVERLAY_PREFIXES):
+                png.unlink(missing_ok=True)
+
+
+def start_outputs(verdict) -> None:
+    """Clear the earlier run's files and leave a provisional ERROR verdict until the real one replaces it,
+    so a run killed hard (SIGKILL, power loss) leaves a verdict that says so, never an earlier PASS."""
+    out = Path(verdict.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    clear_outputs(out)
+    data = verdict.to_dict() | {"status": "ERROR", "gate_ok": False, "exit_code": 3, "error": UNFINISHED}
+    write_text_atomic(out / "NOT_BLESSED", "ERROR\n")
+    write_text_atomic(out / "verdict.json", json.dumps(data, indent=2, default=str))
+
+
+def write_minimal(verdict) -> None:
+    """verdict.json and NOT_BLESSED only: the last resort when the full reports cannot be written."""
+    try:
+        out = Path(verdict.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out / "NOT_BLESSED", verdict.status + "\n")
+        write_text_atomic(out / "verdict.json", json.dumps(verdict.to_dict(), indent=2, default=str))
+    except OSError:
+        pass
+
+
 def write_reports(verdict) -> dict:
     """verdict.json, BLESSED/NOT_BLESSED, junit.xml, summary.md, report.html, samples.csv (+ error.log).
 
@@ -38,29 +89,36 @@ def write_reports(verdict) -> dict:
     for stale in ("BLESSED", "NOT_BLESSED"):
         if (out / stale) != outputs["marker"]:
             (out / stale).unlink(missing_ok=True)
-    outputs["marker"].write_text(f"{verdict.status}\n")
+    write_text_atomic(outputs["marker"], f"{verdict.status}\n")
     if verdict.traceback:
-        outputs["log"].write_text(verdict.traceback)
+        write_text_atomic(outputs["log"], verdict.traceback)
+    else:
+        (out / "error.log").unlink(missing_ok=True)  # written by an earlier call of this run
     if verdict.table is not None:
         write_samples_csv(verdict.table, outputs["samples"])
     data = verdict.to_dict()
     summary = render_markdown(data)[:SUMMARY_LIMIT]
-    outputs["summary"].write_text(summary)
-    outputs["junit"].write_text(render_junit(data))
-    outputs["html"].write_text(render_html(data, out))
-    # verdict.json last: its presence means every other file was written.
-    outputs["verdict"].write_text(json.dumps(data, indent=2))
+    write_text_atomic(outputs["summary"], summary)
+    write_text_atomic(outputs["junit"], render_junit(data))
+    write_text_atomic(outputs["html"], render_html(data, out))
+    # verdict.json last: its final content means every other file was written.
+    write_text_atomic(outputs["verdict"], json.dumps(data, indent=2))
     return verdict.outputs
 
 
 def write_samples_csv(table: dict, path: Path) -> None:
     columns = list(table)
     n = len(table[columns[0]]) if columns else 0
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(columns)
-        for i in range(n):
-            writer.writerow([_cell(table[c][i]) for c in columns])
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(columns)
+            for i in range(n):
+                writer.writerow([_cell(table[c][i]) for c in columns])
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _cell(value):

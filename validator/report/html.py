@@ -8,7 +8,7 @@ from pathlib import Path
 
 from validator.report.markdown import fmt
 
-COLOURS = {"PASS": "#1a7f37", "WARN": "#9a6700", "FAIL": "#cf222e", "ERROR": "#8250df", "SKIPPED": "#57606a", "NOT_JUDGED": "#57606a"}
+COLOURS = {"PASS": "#1a7f37", "WARN": "#9a6700", "FAIL": "#cf222e", "ERROR": "#8250df", "SKIPPED": "#57606a", "NOT_JUDGED": "#57606a", "INCONCLUSIVE": "#8250df"}
 CLASS_COLUMNS = (
     ("lift", "mean", "lift (mean)"),
     ("relative_lift", "mean", "relative lift"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 MAX_ANNOTATIONS = 10
-ICONS = {"PASS": "✅", "WARN": "⚠️", "FAIL": "❌", "ERROR": "🛑", "SKIPPED": "⏭️", "NOT_JUDGED": "➖"}
+ICONS = {"PASS": "✅", "WARN": "⚠️", "FAIL": "❌", "ERROR": "🛑", "SKIPPED": "⏭️", "NOT_JUDGED": "➖", "INCONCLUSIVE": "❔"}
 _ORDER = {"FAIL": 0, "WARN": 1, "PASS": 2, "NOT_JUDGED": 3, "SKIPPED": 4}
 
 

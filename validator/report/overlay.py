@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -74,8 +75,15 @@ def write_png(path: str | Path, rgb: np.ndarray) -> Path:
     rgb = display_rgb(rgb)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}")
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"could not encode {path}")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:  # temporary file + rename: a reader never sees half a PNG
+        tmp.write_bytes(encoded.tobytes())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -1,0 +1,143 @@
+"""The gate's outputs tell the truth: nothing stale survives a rerun, an interrupted run says so, an unknown
+option is an ERROR with reports, a policy that compared nothing is INCONCLUSIVE, and the interval a report
+shows is the interval a check judged."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from validator import audit
+
+LENIENT = {"name": "lenient", "version": 1, "sample": {"min_samples": 10, "min_per_class": 5},
+           "checks": [{"id": "any", "metric": "dead", "aggregate": "rate", "max": 1.0}]}
+
+
+@pytest.fixture(scope="module")
+def small_set(tmp_path_factory):
+    from validator.datasets.synthetic import write_dataset
+
+    return write_dataset(tmp_path_factory.mktemp("hardening_data"), 40, seed=4)
+
+
+@pytest.fixture(scope="module")
+def untrained_model(tmp_path_factory):
+    from validator._tf import keras
+    from validator.datasets.controls import build_small_cnn
+
+    keras.utils.set_random_seed(0)
+    path = tmp_path_factory.mktemp("hardening_model") / "untrained.keras"
+    build_small_cnn(64, 2).save(path)
+    return path
+
+
+def _verdict(out: Path) -> dict:
+    return json.loads((out / "verdict.json").read_text())
+
+
+def test_a_rerun_into_the_same_folder_leaves_nothing_of_the_earlier_run(tmp_path, small_set, untrained_model):
+    out = tmp_path / "report"
+    first = audit(str(untrained_model), str(small_set.coco_path), policy=LENIENT, out=out)
+    assert first.status == "PASS" and (out / "samples.csv").exists() and (out / "BLESSED").exists()
+    pngs = list((out / "overlays").glob("*.png"))
+    assert pngs
+    (out / "error.log").write_text("an old traceback")
+    (out / "notes.txt").write_text("the user's own file")
+    second = audit(str(untrained_model), str(tmp_path / "missing.json"), policy=LENIENT, out=out)
+    assert second.status == "ERROR"
+    assert _verdict(out)["status"] == "ERROR"
+    for stale in ("samples.csv", "BLESSED", "error.log"):
+        assert not (out / stale).exists(), stale
+    assert not any(p.exists() for p in pngs)
+    assert (out / "NOT_BLESSED").read_text().strip() == "ERROR"
+    assert (out / "notes.txt").read_text() == "the user's own file"  # only the gate's own files are cleared
+    assert not list(out.glob(".*.tmp"))  # no temporary file left behind
+
+
+def test_while_the_audit_runs_the_verdict_on_disk_says_it_has_not_finished(tmp_path, small_set, untrained_model):
+    out = tmp_path / "report"
+    (out).mkdir()
+    (out / "verdict.json").write_text(json.dumps({"status": "PASS"}))
+    (out / "BLESSED").write_text("PASS\n")
+    seen = []
+
+    def progress(done, total):
+        seen.append((_verdict(out)["status"], _verdict(out)["error"], (out / "BLESSED").exists()))
+
+    verdict = audit(str(untrained_model), str(small_set.coco_path), policy=LENIENT, out=out, progress=progress,
+                    batch_size=8)
+    assert verdict.status == "PASS" and _verdict(out)["status"] == "PASS"
+    assert seen and all(status == "ERROR" and "did not finish" in error and not blessed
+                        for status, error, blessed in seen)
+
+
+def test_sigterm_mid_audit_leaves_an_interrupted_error_verdict(tmp_path, small_set, untrained_model):
+    out = tmp_path / "report"
+    before = signal.getsignal(signal.SIGTERM)
+
+    def progress(done, total):  # a CI runner cancelling the job after the first batch
+        if done <= 8:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    verdict = audit(str(untrained_model), str(small_set.coco_path), policy=LENIENT, out=out, progress=progress,
+                    batch_size=8)
+    assert verdict.status == "ERROR" and verdict.exit_code == 3
+    assert "interrupted by SIGTERM" in verdict.error
+    on_disk = _verdict(out)
+    assert on_disk["status"] == "ERROR" and "interrupted by SIGTERM" in on_disk["error"]
+    assert (out / "NOT_BLESSED").exists() and not (out / "BLESSED").exists()
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is gone after the audit
+
+
+def test_sigterm_to_the_cli_process(tmp_path, small_set, untrained_model):
+    """A real `camgate audit` process killed by SIGTERM while it works: exit 3, an interrupted ERROR verdict."""
+    out = tmp_path / "report"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    code = ("import sys, time; from validator.cli import run; "
+            "sys.argv = ['camgate', 'audit', sys.argv[1], '--data', sys.argv[2], '--out', sys.argv[3], '--no-mlflow',"
+            " '--policy', sys.argv[4]]; run()")
+    policy = tmp_path / "lenient.yaml"
+    policy.write_text(json.dumps(LENIENT))  # JSON is YAML
+    proc = subprocess.Popen([sys.executable, "-c", code, str(untrained_model), str(small_set.coco_path), str(out),
+                             str(policy)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (out / "verdict.json").exists():
+        time.sleep(0.05)
+    assert (out / "verdict.json").exists(), proc.communicate(timeout=60)
+    proc.send_signal(signal.SIGTERM)  # the audit is loading TensorFlow / the model / explaining now
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err.decode()[-2000:]
+    on_disk = _verdict(out)
+    assert on_disk["status"] == "ERROR" and "interrupted by SIGTERM" in on_disk["error"]
+
+
+def test_an_unknown_audit_option_is_an_error_with_reports_not_a_raise(tmp_path, small_set, untrained_model):
+    out = tmp_path / "report"
+    verdict = audit(str(untrained_model), str(small_set.coco_path), policy=LENIENT, out=out, max_sample=5)
+    assert verdict.status == "ERROR" and verdict.exit_code == 2
+    assert "max_sample" in verdict.error and "did you mean 'max_samples'" in verdict.error
+    assert _verdict(out)["status"] == "ERROR"
+
+
+def test_only_skipped_change_checks_give_inconclusive_exit_4(tmp_path, small_set, untrained_model):
+    policy = {**LENIENT, "checks": [{"id": "no-regression", "metric": "lift", "change": {"absolute": -0.1}}]}
+    verdict = audit(str(untrained_model), str(small_set.coco_path), policy=policy, out=tmp_path / "r")
+    assert verdict.status == "INCONCLUSIVE" and verdict.exit_code == 4 and not verdict.ok
+    assert _verdict(tmp_path / "r")["status"] == "INCONCLUSIVE"
+    assert (tmp_path / "r" / "NOT_BLESSED").exists()
+
+
+def test_the_interval_shown_is_the_interval_judged(tmp_path, small_set, untrained_model):
+    policy = {**LENIENT, "checks": [{"id": "heat", "metric": "lift", "aggregate": "mean", "bound": "lower",
+                                     "min": 0.0}]}
+    verdict = audit(str(untrained_model), str(small_set.coco_path), policy=policy, out=tmp_path / "r")
+    check = next(c for c in verdict.checks if c["check_id"] == "heat")
+    shown = verdict.summary["overall"]["lift"]["mean"]
+    assert (check["observed"], check["lo"], check["hi"]) == (shown["value"], shown["lo"], shown["hi"])

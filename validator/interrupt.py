@@ -1,0 +1,43 @@
+"""SIGTERM / SIGINT during an audit become an exception the gate turns into an ERROR verdict.
+
+A CI runner that cancels a job sends SIGTERM; Ctrl-C sends SIGINT. Without a handler the process dies
+mid-write or leaves Python's KeyboardInterrupt to whoever catches it; with this one the audit stops at the
+next Python bytecode, the verdict says it was interrupted and the reports are still written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class AuditInterrupted(BaseException):
+    """Raised in the main thread when a stop signal arrives. A BaseException, so that the ``except Exception``
+    clauses of user preprocessing code or libraries cannot swallow it."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+def _raise(signum, _frame) -> None:
+    raise AuditInterrupted(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGINT raise :class:`AuditInterrupted`; the previous handlers come back
+    after it. Outside the main thread (signals cannot be handled there) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _raise) for sig in SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
