@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import math
 import time
 import traceback
 from collections.abc import Callable
@@ -20,10 +19,10 @@ import numpy as np
 from validator.errors import CamgateError, UsageError
 from validator.interrupt import AuditInterrupted, interruptible
 from validator.report.files import start_outputs
+from validator.report.gallery import render_overlays, safe_name
+from validator.scoring import explain_set
 from validator.verdict import ERROR, EXIT_INCONCLUSIVE, FAIL, INCONCLUSIVE, PASS, WARN, Verdict
 
-BOX_METRIC_SORT = "lift"
-OVERLAYS_PER_CLASS = 3
 # Box area bins as fractions of the image, for the summary (small objects are where shortcuts hide).
 # COCO's 32^2 / 96^2 px at 640x480 are 0.33% / 3% of the frame: nearly every object a gate audits would
 # be "large" there, so the bins are set on the 2%-50% range gate samples span instead.
@@ -70,7 +69,7 @@ def audit(model, data, policy=None, out=None, **options) -> Verdict:
     """
     started = time.perf_counter()
     model_label = model if isinstance(model, str | Path) else getattr(model, "name", "model")
-    out_dir = Path(out) if out is not None else Path("camgate-report") / _safe_name(model_label)
+    out_dir = Path(out) if out is not None else Path("camgate-report") / safe_name(model_label)
     verdict = Verdict(out_dir=out_dir, model=str(model_label), data=str(data))
     timer = _Timer()
     opts = AuditOptions()
@@ -150,11 +149,6 @@ def _write_all(verdict: Verdict) -> None:
         write_minimal(verdict)
 
 
-def _safe_name(label) -> str:
-    name = Path(str(label).rstrip("/")).stem or "model"
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name.replace(":", "_"))
-
-
 def _run(verdict: Verdict, model, data, policy, opts: AuditOptions, timer: _Timer) -> None:
     from validator.data import check_num_classes, load_dataset, read_class_list, select_samples
     from validator.policy import default_policy_path, evaluate, gate_status, load_policy, waiver_report
@@ -192,7 +186,8 @@ def _run(verdict: Verdict, model, data, policy, opts: AuditOptions, timer: _Time
     since = timer.add("load", since)
 
     explainer_settings = _explainer_settings(policy_obj, opts)
-    run = _explain_set(loaded, samples, dataset.class_names, explainer_settings, opts, policy_obj, timer, verdict)
+    run = explain_set(loaded, samples, dataset.class_names, explainer_settings, regions=policy_obj.regions,
+                      timer=timer, progress=opts.progress)
     verdict.explainer = run.settings
     verdict.sample = {
         "format": dataset.format,
@@ -220,9 +215,8 @@ def _run(verdict: Verdict, model, data, policy, opts: AuditOptions, timer: _Time
     baseline_loaded = _load_baseline(opts, verdict)
     if baseline_loaded is not None:
         check_num_classes(dataset, baseline_loaded.num_classes)
-        baseline_run = _explain_set(
-            baseline_loaded, samples, dataset.class_names, explainer_settings, opts, policy_obj, timer, None
-        )
+        baseline_run = explain_set(baseline_loaded, samples, dataset.class_names, explainer_settings,
+                                   regions=policy_obj.regions, timer=timer)
         baseline_table = baseline_run.table
         verdict.baseline = {"model": str(opts.baseline), "n_explained": baseline_run.n_rows}
 
@@ -244,7 +238,7 @@ def _run(verdict: Verdict, model, data, policy, opts: AuditOptions, timer: _Time
     verdict.exit_code = _exit_code(verdict.status, opts.fail_on)
 
     since = time.perf_counter()
-    verdict.overlays = _render_overlays(loaded, samples, run, explainer_settings, opts, verdict.out_dir)
+    verdict.overlays = render_overlays(loaded, samples, run, explainer_settings, verdict.out_dir)
     timer.add("overlays", since)
 
 
@@ -310,100 +304,6 @@ def _explainer_settings(policy_obj, opts: AuditOptions) -> dict:
     }
 
 
-@dataclass
-class _SetRun:
-    table: dict
-    n_rows: int
-    settings: dict
-    issues: list
-    atlas: dict  # class name (or "overall") -> mean display-normalised map
-    explainer: object = None  # reused for the overlays: a second Explainer would trace its graph again
-
-
-def _explain_set(loaded, samples, class_names, settings, opts, policy_obj, timer, verdict) -> _SetRun:
-    """Stream the samples through the explainer; keep only the per-sample table and the running atlas."""
-    from validator.data import iter_batches
-    from validator.explain import Explainer
-    from validator.metrics import score_maps
-
-    explainer = Explainer(loaded, method=settings["method"], layer=settings["layer"], batch_size=settings["batch_size"])
-    issues: list = []
-    chunks: list[dict] = []
-    atlas_sum: dict[str, np.ndarray] = {}
-    atlas_n: dict[str, int] = {}
-    done = 0
-    since = time.perf_counter()
-    for batch in iter_batches(
-        samples,
-        input_size=loaded.input_size,
-        channels=loaded.input_channels,
-        batch_size=settings["batch_size"],
-        preprocess=settings["preprocess"],
-        issues=issues,
-    ):
-        since = timer.add("data", since)
-        batch_samples = [samples[i] for i in batch.indices]
-        # A sample without a label is explained for class 0 only to keep the batch whole; it has no box,
-        # so its box metrics are NaN, and it counts only where a label exists.
-        class_ids = np.array([s.class_id if s.class_id is not None else 0 for s in batch_samples])
-        result = explainer.explain(batch.images, class_ids)
-        since = timer.add("explain", since)
-        scores = score_maps(result.maps, batch.boxes, regions=policy_obj.regions or None)
-        for i, s in enumerate(batch_samples):
-            if s.class_id is None:
-                for key in scores:
-                    scores[key][i] = np.nan
-        labelled = np.array([s.class_id is not None for s in batch_samples])
-        chunk = {
-            "sample_id": np.array([s.sample_id for s in batch_samples], dtype=object),
-            "image": np.array([s.image_path for s in batch_samples], dtype=object),
-            "class_id": np.array([s.class_id if s.class_id is not None else -1 for s in batch_samples]),
-            "class_name": np.array([s.class_name for s in batch_samples], dtype=object),
-            "predicted": result.predicted.astype(int),
-            "predicted_name": np.array([_name(class_names, p) for p in result.predicted], dtype=object),
-            "confidence": result.confidence.astype(float),
-            "correct": np.where(labelled, (result.predicted == class_ids).astype(float), np.nan),
-            **scores,
-        }
-        chunk["dead"] = np.where(labelled, result.dead.astype(float), np.nan)
-        chunks.append(chunk)
-        _accumulate_atlas(atlas_sum, atlas_n, result, batch_samples)
-        since = timer.add("metrics", since)
-        done += len(batch.indices)
-        if opts.progress is not None and verdict is not None:
-            opts.progress(done, len(samples))
-    table = _concat(chunks)
-    atlas = {name: atlas_sum[name] / atlas_n[name] for name in atlas_sum}
-    return _SetRun(table, len(table["sample_id"]), explainer.settings | {"preprocess": settings["preprocess"]}, issues, atlas,
-                   explainer)
-
-
-def _name(class_names, index) -> str:
-    return class_names[index] if 0 <= index < len(class_names) else str(index)
-
-
-def _accumulate_atlas(sums: dict, counts: dict, result, batch_samples) -> None:
-    peaks = result.maps.reshape(len(result.maps), -1).max(axis=1)
-    for i, s in enumerate(batch_samples):
-        if result.dead[i] or s.class_id is None:
-            continue
-        normalised = result.maps[i] / peaks[i]  # display normalisation: the atlas shows WHERE, not how much
-        for key in ("overall", s.class_name):
-            if key not in sums:
-                sums[key] = np.zeros_like(normalised, dtype=np.float64)
-                counts[key] = 0
-            sums[key] += normalised
-            counts[key] += 1
-
-
-def _concat(chunks: list[dict]) -> dict:
-    if not chunks:
-        from validator.errors import DataError
-
-        raise DataError("no sample could be read: every image was skipped (see the data issues in the report)")
-    return {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
-
-
 def _summarize(table, class_names, policy_obj, seed) -> dict:
     from validator.metrics import METRICS
     from validator.stats import resamples_for, summarize
@@ -430,66 +330,6 @@ def _summarize(table, class_names, policy_obj, seed) -> dict:
     metrics = [m for m in METRICS if m in table and m != "area"] + [k for k in table if k.startswith("region_")]
     # the same resamples and seed as the checks: an interval shown is the interval a check judged
     return summarize(masked, metrics=metrics, slices=slices, seed=seed, n_resamples=resamples_for(0.95))
-
-
-def _render_overlays(loaded, samples, run: _SetRun, settings, opts, out_dir: Path) -> list[dict]:
-    """Re-explain the few samples shown to humans (worst offenders, typical passes) and write PNGs.
-
-    A second small pass keeps the main pass's memory flat: it never holds images or maps beyond a batch.
-    """
-    from validator.data import iter_batches
-    from validator.explain import Explainer
-    from validator.report.overlay import render_atlas, render_overlay, write_png
-
-    picks = _pick_overlays(run.table)
-    overlays: list[dict] = []
-    overlay_dir = out_dir / "overlays"
-    by_id = {s.sample_id: s for s in samples}
-    chosen = [by_id[p["sample_id"]] for p in picks if p["sample_id"] in by_id]
-    if chosen:
-        explainer = run.explainer or Explainer(
-            loaded, method=settings["method"], layer=settings["layer"], batch_size=settings["batch_size"]
-        )
-        kinds = {p["sample_id"]: p for p in picks}
-        for batch in iter_batches(chosen, input_size=loaded.input_size, channels=loaded.input_channels,
-                                  batch_size=settings["batch_size"], preprocess=settings["preprocess"]):
-            batch_samples = [chosen[i] for i in batch.indices]
-            result = explainer.explain(batch.images, np.array([s.class_id for s in batch_samples]))
-            for i, s in enumerate(batch_samples):
-                pick = kinds[s.sample_id]
-                name = f"{pick['kind']}_{_safe_name(s.class_name)}_{pick['rank']}_{_safe_name(s.sample_id)}.png"
-                path = write_png(overlay_dir / name, render_overlay(batch.raw[i], result.maps[i], batch.boxes[i]))
-                overlays.append({**pick, "class_name": s.class_name, "path": str(path.relative_to(out_dir))})
-    for key, mean_map in run.atlas.items():
-        name = "atlas_overall.png" if key == "overall" else f"atlas_{_safe_name(key)}.png"
-        write_png(overlay_dir / name, render_atlas(mean_map))
-        overlays.append({"kind": "atlas", "class_name": None if key == "overall" else key, "path": f"overlays/{name}",
-                         "sample_id": None, "rank": 0, "lift": None})
-    return overlays
-
-
-def _pick_overlays(table) -> list[dict]:
-    """Per class: the lowest-lift samples (worst offenders) and the ones nearest the class median (typical)."""
-    picks = []
-    lift = table[BOX_METRIC_SORT]
-    for name in sorted({c for c in table["class_name"] if c is not None}):
-        rows = np.flatnonzero((table["class_name"] == name) & np.isfinite(lift))
-        if not len(rows):
-            continue
-        order = rows[np.argsort(lift[rows], kind="stable")]
-        worst = order[:OVERLAYS_PER_CLASS]
-        median = np.median(lift[rows])
-        typical = [r for r in rows[np.argsort(np.abs(lift[rows] - median), kind="stable")] if r not in worst]
-        for kind, chosen in (("worst", worst), ("typical", typical[:OVERLAYS_PER_CLASS])):
-            for rank, r in enumerate(chosen):
-                picks.append({"kind": kind, "rank": rank, "sample_id": table["sample_id"][r],
-                              "lift": float(lift[r]), "corner_heat_max": _finite(table["corner_heat_max"][r])})
-    return picks
-
-
-def _finite(value) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 __all__ = ["audit", "AuditOptions", "Verdict", "PASS", "WARN", "FAIL", "ERROR"]

@@ -1,0 +1,80 @@
+"""The images a reviewer sees: worst offenders and typical samples per class, re-explained, plus the atlas.
+
+A second small pass over the chosen samples keeps the main pass's memory flat: it never holds images or
+maps beyond a batch.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+BOX_METRIC_SORT = "lift"
+OVERLAYS_PER_CLASS = 3
+
+
+def safe_name(label) -> str:
+    name = Path(str(label).rstrip("/")).stem or "model"
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name.replace(":", "_"))
+
+
+def render_overlays(loaded, samples, run, settings: dict, out_dir: Path) -> list[dict]:
+    """Re-explain the few samples shown to humans (worst offenders, typical passes) and write PNGs.
+
+    A second small pass keeps the main pass's memory flat: it never holds images or maps beyond a batch.
+    """
+    from validator.data import iter_batches
+    from validator.explain import Explainer
+    from validator.report.overlay import render_atlas, render_overlay, write_png
+
+    picks = pick_overlays(run.table)
+    overlays: list[dict] = []
+    overlay_dir = out_dir / "overlays"
+    by_id = {s.sample_id: s for s in samples}
+    chosen = [by_id[p["sample_id"]] for p in picks if p["sample_id"] in by_id]
+    if chosen:
+        explainer = run.explainer or Explainer(
+            loaded, method=settings["method"], layer=settings["layer"], batch_size=settings["batch_size"]
+        )
+        kinds = {p["sample_id"]: p for p in picks}
+        for batch in iter_batches(chosen, input_size=loaded.input_size, channels=loaded.input_channels,
+                                  batch_size=settings["batch_size"], preprocess=settings["preprocess"]):
+            batch_samples = [chosen[i] for i in batch.indices]
+            result = explainer.explain(batch.images, np.array([s.class_id for s in batch_samples]))
+            for i, s in enumerate(batch_samples):
+                pick = kinds[s.sample_id]
+                name = f"{pick['kind']}_{safe_name(s.class_name)}_{pick['rank']}_{safe_name(s.sample_id)}.png"
+                path = write_png(overlay_dir / name, render_overlay(batch.raw[i], result.maps[i], batch.boxes[i]))
+                overlays.append({**pick, "class_name": s.class_name, "path": str(path.relative_to(out_dir))})
+    for key, mean_map in run.atlas.items():
+        name = "atlas_overall.png" if key == "overall" else f"atlas_{safe_name(key)}.png"
+        write_png(overlay_dir / name, render_atlas(mean_map))
+        overlays.append({"kind": "atlas", "class_name": None if key == "overall" else key, "path": f"overlays/{name}",
+                         "sample_id": None, "rank": 0, "lift": None})
+    return overlays
+
+
+def pick_overlays(table) -> list[dict]:
+    """Per class: the lowest-lift samples (worst offenders) and the ones nearest the class median (typical)."""
+    picks = []
+    lift = table[BOX_METRIC_SORT]
+    for name in sorted({c for c in table["class_name"] if c is not None}):
+        rows = np.flatnonzero((table["class_name"] == name) & np.isfinite(lift))
+        if not len(rows):
+            continue
+        order = rows[np.argsort(lift[rows], kind="stable")]
+        worst = order[:OVERLAYS_PER_CLASS]
+        median = np.median(lift[rows])
+        typical = [r for r in rows[np.argsort(np.abs(lift[rows] - median), kind="stable")] if r not in worst]
+        for kind, chosen in (("worst", worst), ("typical", typical[:OVERLAYS_PER_CLASS])):
+            for rank, r in enumerate(chosen):
+                picks.append({"kind": kind, "rank": rank, "sample_id": table["sample_id"][r],
+                              "lift": float(lift[r]), "corner_heat_max": _finite(table["corner_heat_max"][r])})
+    return picks
+
+
+def _finite(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
