@@ -25,15 +25,44 @@ training when the final verdict is not a pass (FAIL, ERROR, or WARN with ``fail_
 
 from __future__ import annotations
 
+import difflib
 import shutil
 import tempfile
-from dataclasses import replace
+from collections.abc import Iterable
+from dataclasses import fields, replace
 
 from validator._tf import keras
-from validator.errors import CamgateError
+from validator.errors import CamgateError, UsageError
 from validator.tracking import TrackingOptions, summary_metrics
 
 _DEFAULT = object()
+#: The callback's own keywords (``tracking`` too: one TrackingOptions for every audit of the training).
+_OWN_OPTIONS = ("data", "policy", "every_n_epochs", "fail_training", "out", "tracking")
+
+
+class UnknownOptionError(UsageError, TypeError):
+    """A keyword that is not an option (a typo): raised when the callback or evaluator is set up, not later."""
+
+
+def reject_unknown_options(given: Iterable[str], valid: Iterable[str], where: str) -> None:
+    """Raise :class:`UnknownOptionError` naming each unknown key of ``given`` and the closest valid name."""
+    valid = sorted(valid)
+    unknown = [k for k in given if k not in valid]
+    if not unknown:
+        return
+    parts = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+        parts.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise UnknownOptionError(f"{where}: unknown option{'s' if len(unknown) > 1 else ''} {', '.join(parts)}; "
+                             f"valid: {', '.join(sorted(valid))}")
+
+
+def audit_option_names() -> tuple[str, ...]:
+    """The keyword options of :func:`validator.gate.audit`: the fields of :class:`validator.gate.AuditOptions`."""
+    from validator.gate import AuditOptions
+
+    return tuple(f.name for f in fields(AuditOptions))
 
 
 class GateFailedError(CamgateError):
@@ -50,8 +79,10 @@ class CamGateCallback(keras.callbacks.Callback):
     """Audit the in-memory model at the end of training (and every ``every_n_epochs`` epochs).
 
     ``data``, ``policy`` and ``**audit_options`` (method, layer, preprocess, classes, max_samples, seed,
-    batch_size, ...) are those of :func:`validator.gate.audit`. After training: ``.verdict`` (the final
-    Verdict) and ``.history`` (one dict per audit: epoch, status, ok, metrics as logged to MLflow).
+    batch_size, ...) are those of :func:`validator.gate.audit` (the fields of ``validator.gate.AuditOptions``);
+    an unknown one raises :class:`UnknownOptionError` (a ``TypeError`` and ``UsageError``) right here, naming
+    the closest valid name. After training: ``.verdict`` (the final Verdict) and ``.history`` (one dict per
+    audit: epoch, status, ok, metrics as logged to MLflow).
     """
 
     def __init__(self, data, policy=None, every_n_epochs: int | None = None, fail_training: bool = False,
@@ -59,8 +90,8 @@ class CamGateCallback(keras.callbacks.Callback):
         super().__init__()
         if every_n_epochs is not None and int(every_n_epochs) < 1:
             raise ValueError("every_n_epochs must be a positive integer or None")
-        if "tracking" in audit_options:
-            raise TypeError("pass tracking= as a keyword of CamGateCallback")
+        # A typo must fail here, before training starts, not as an ERROR verdict after the first audited epoch.
+        reject_unknown_options(audit_options, {*audit_option_names(), *_OWN_OPTIONS}, "CamGateCallback")
         self.data = data
         self.policy = policy
         self.every_n_epochs = int(every_n_epochs) if every_n_epochs is not None else None
@@ -128,4 +159,4 @@ class CamGateCallback(keras.callbacks.Callback):
         return options
 
 
-__all__ = ["CamGateCallback", "GateFailedError"]
+__all__ = ["CamGateCallback", "GateFailedError", "UnknownOptionError", "reject_unknown_options", "audit_option_names"]

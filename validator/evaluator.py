@@ -20,7 +20,8 @@ raise: check ``result.metrics["gate/ok"]`` (or the run's ``camgate.status`` tag)
 ``evaluator_config`` keys: ``policy``, ``out`` and any :func:`validator.gate.audit` option (``method``,
 ``layer``, ``preprocess``, ``classes``, ``max_samples``, ``seed``, ``batch_size``, ``trust_model``,
 ``images``, ``fail_on``, ``baseline``), plus ``promote`` (ignored here: evaluate gives no registry version)
-and ``columns`` (a mapping from the six column names to yours).
+and ``columns`` (a mapping from the six column names to yours). Any other key is refused (a typo would
+otherwise be ignored silently), with the closest valid key in the message.
 """
 
 from __future__ import annotations
@@ -33,8 +34,25 @@ from pathlib import Path
 from mlflow.models.evaluation.base import EvaluationResult, ModelEvaluator
 
 COLUMNS = ("image", "label", "xmin", "ymin", "xmax", "ymax")
-_AUDIT_KEYS = ("method", "layer", "preprocess", "classes", "max_samples", "seed", "batch_size", "trust_model",
-               "images", "fail_on", "baseline")
+#: evaluator_config keys of the evaluator itself; every other key is an audit() option (AuditOptions field)
+_OWN_KEYS = ("policy", "out", "columns", "images", "promote")
+#: AuditOptions fields the evaluator sets itself (or that make no sense in a config dict)
+_NOT_CONFIGURABLE = ("format", "tracking", "progress")
+
+
+def audit_config_keys() -> tuple[str, ...]:
+    """The audit options ``evaluator_config`` may set: :class:`validator.gate.AuditOptions` fields, less those
+    the evaluator sets itself (``images`` resolves the manifest's paths and is not passed on)."""
+    from validator.callback import audit_option_names
+
+    return tuple(n for n in audit_option_names() if n not in _NOT_CONFIGURABLE and n != "images")
+
+
+def check_config(config: dict) -> None:
+    """An unknown ``evaluator_config`` key (a typo) raises before anything runs, naming the closest key."""
+    from validator.callback import reject_unknown_options
+
+    reject_unknown_options(config, {*_OWN_KEYS, *audit_config_keys()}, "the camgate evaluator_config")
 
 
 class CamGateEvaluator(ModelEvaluator):
@@ -51,13 +69,14 @@ class CamGateEvaluator(ModelEvaluator):
         from validator.tracking import TrackingOptions, summary_metrics
 
         config = dict(evaluator_config or {})
+        check_config(config)
         if model is None:
             raise ValueError("the camgate evaluator needs a model (a Keras model logged to MLflow)")
         keras_model = _raw_keras_model(model)
         with tempfile.TemporaryDirectory(prefix="camgate-eval-") as tmp:
             manifest = write_manifest(dataset, Path(tmp) / "manifest.csv", config.get("columns") or {},
                                       config.get("images"))
-            options = {k: config[k] for k in _AUDIT_KEYS if k in config and k != "images"}
+            options = {k: config[k] for k in audit_config_keys() if k in config}
             tags = {"camgate.source": "mlflow.evaluate"}
             if kwargs.get("model_id"):
                 tags["camgate.model_id"] = str(kwargs["model_id"])  # the logged model MLflow evaluated

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from validator._tf import tf
+from validator.explain.names import METHOD_NAMES
 
 EPS = 1e-7
 
@@ -62,3 +63,5 @@ METHODS: dict[str, Method] = {
         CAM("cam", False, "CAM: channels weighted by the GAP->Dense kernel (no gradient)"),
     )
 }
+if tuple(METHODS) != METHOD_NAMES:  # the shared list and the implementations must not drift apart
+    raise ImportError(f"validator.explain.names.METHOD_NAMES {METHOD_NAMES} != implemented {tuple(METHODS)}")

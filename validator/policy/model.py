@@ -7,8 +7,9 @@ import json
 from dataclasses import dataclass, field
 from datetime import date
 
-METHODS = ("gradcam", "gradcampp", "hirescam", "cam")
-AGGREGATES = ("mean", "median", "p10", "p90", "rate")
+from validator.explain.names import METHOD_NAMES as METHODS  # noqa: F401  (one list, shared with the CLI)
+from validator.stats import AGGREGATES  # noqa: F401  (the aggregates stats implements)
+
 BOUNDS = ("point", "lower", "upper")
 SEVERITIES = ("fail", "warn")
 SLICE_MODES = ("overall", "per_class")

@@ -1,0 +1,76 @@
+"""How the gate's numbers are named in MLflow: metric names per aggregate and slice, image keys, and the flat
+``{name: value}`` of a verdict that the record, the Keras callback and the evaluator all log.
+
+``lift``, ``mean``, ``class=tank`` -> ``lift_mean/class_tank`` (with ``_lo`` / ``_hi`` for the 95% interval):
+the MLflow UI groups charts by the part before ``/``, and metric names cannot contain ``=``. Pure: no MLflow.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+STATUS_CODES = {"PASS": 0, "WARN": 1, "FAIL": 2, "ERROR": 3}
+_NAME_BAD = re.compile(r"[^\w.\- ]")  # metric names: alphanumerics, _ - . space and /
+_KEY_BAD = re.compile(r"[^a-zA-Z0-9_.\- ]")  # image keys: ASCII only
+
+
+def slice_token(slice_name: str) -> str:
+    """``overall`` -> ``overall``; ``class=tank`` -> ``class_tank`` (``=`` is not allowed in metric names)."""
+    return _NAME_BAD.sub("_", str(slice_name).replace("=", "_"))
+
+
+def metric_name(metric: str, aggregate: str, slice_name: str, bound: str | None = None) -> str:
+    """``lift``, ``mean``, ``class=tank``, ``lo`` -> ``lift_mean/class_tank_lo``: the UI groups charts by the
+    part before ``/``, so a value and its interval bounds for every slice share one section."""
+    suffix = f"_{bound}" if bound else ""
+    return f"{_NAME_BAD.sub('_', metric)}_{_NAME_BAD.sub('_', aggregate)}/{slice_token(slice_name)}{suffix}"
+
+
+def image_key(*parts: str) -> str:
+    """``overlays``, ``class_é``, ``worst_0`` -> ``overlays/class__/worst_0`` (keys are ASCII)."""
+    return "/".join(_KEY_BAD.sub("_", str(p)) for p in parts)
+
+
+def summary_metrics(verdict) -> dict[str, float]:
+    """Flat ``{name: value}`` of every finite aggregate in ``verdict.summary`` plus the ``gate/*`` metrics."""
+    out: dict[str, float] = {}
+    for slice_name, per_metric in (verdict.summary or {}).items():
+        n_max = 0
+        for metric, per_agg in per_metric.items():
+            for aggregate, stat in per_agg.items():
+                if not isinstance(stat, dict):
+                    continue
+                for bound, key in ((None, "value"), ("lo", "lo"), ("hi", "hi")):
+                    value = finite(stat.get(key))
+                    if value is not None:
+                        out[metric_name(metric, aggregate, slice_name, bound)] = value
+                n_max = max(n_max, int(stat.get("n") or 0))
+        out[f"n_samples/{slice_token(slice_name)}"] = float(n_max)
+    out.update(gate_metrics(verdict))
+    return out
+
+
+def gate_metrics(verdict) -> dict[str, float]:
+    return {
+        "gate/ok": 1.0 if verdict.ok else 0.0,
+        "gate/status_code": float(STATUS_CODES.get(verdict.status, 3)),
+        "gate/exit_code": float(verdict.exit_code),
+        "gate/n_fail": float(len(verdict.failed_checks)),
+        "gate/n_warn": float(len(verdict.warned_checks)),
+        "gate/n_not_judged_classes": float(len((verdict.sample or {}).get("not_judged_classes") or [])),
+        "gate/n_checks": float(len(verdict.checks)),
+        "gate/wall_seconds": float(round(verdict.wall_seconds, 3)),
+    }
+
+
+def finite(value) -> float | None:
+    """``value`` as a float, or None if it is missing, not a number, NaN or infinite."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+__all__ = ["STATUS_CODES", "slice_token", "metric_name", "image_key", "summary_metrics", "gate_metrics", "finite"]
