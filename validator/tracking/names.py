@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 
-STATUS_CODES = {"PASS": 0, "WARN": 1, "FAIL": 2, "ERROR": 3}
+STATUS_CODES = {"PASS": 0, "WARN": 1, "FAIL": 2, "ERROR": 3, "INCONCLUSIVE": 4}
 _NAME_BAD = re.compile(r"[^\w.\- ]")  # metric names: alphanumerics, _ - . space and /
 _KEY_BAD = re.compile(r"[^a-zA-Z0-9_.\- ]")  # image keys: ASCII only
 
