@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: test demo lint bench install clean
+.PHONY: test test-min demo lint bench install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,15 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
 
+# Every runtime dependency at its declared floor (constraints-min.txt), in its own venv and model cache:
+# a floor in pyproject.toml is only true if it installs and the fast tests pass on it.
+test-min:
+	$(PYTHON) -m venv .venv-min
+	.venv-min/bin/pip install --quiet --upgrade pip
+	.venv-min/bin/pip install --quiet -e ".[cpu,dev]" -c constraints-min.txt
+	.venv-min/bin/pip check
+	CAMGATE_CACHE=.camgate-cache-min .venv-min/bin/python -m pytest -q -m "not slow and not browser and not server"
+
 demo: $(STAMP)
 	$(BIN)/camgate demo
 
@@ -29,4 +38,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_audit.py
 
 clean:
-	rm -rf $(VENV) camgate-report .camgate-cache .demo mlflow.db
+	rm -rf $(VENV) .venv-min camgate-report .camgate-cache .camgate-cache-min .demo mlflow.db

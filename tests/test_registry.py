@@ -139,6 +139,28 @@ def test_alias_moves_only_for_the_passing_version(registry, capsys, monkeypatch)
     assert str(client.get_model_version_by_alias("shapes", "champion").version) == "2"
 
 
+def test_the_version_recorded_is_the_version_audited_even_if_the_alias_moves(registry, monkeypatch):
+    """The alias is resolved once, when the model loads; moving it during the audit changes nothing recorded."""
+    from validator import audit
+    from validator.tracking import TrackingOptions
+
+    root, client = registry["root"], registry["client"]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry["uri"])
+    client.set_registered_model_alias("shapes", "moving", "1")
+
+    def move_alias(done, total):
+        client.set_registered_model_alias("shapes", "moving", "2")
+
+    verdict = audit("models:/shapes@moving", str(registry["data"]), policy=str(root / "pass.yaml"),
+                    out=root / "report-moving", progress=move_alias,
+                    tracking=TrackingOptions(uri=registry["uri"]))
+    assert verdict.status == "PASS", verdict.error
+    assert str(client.get_model_version_by_alias("shapes", "moving").version) == "2"  # it did move
+    assert verdict.tracking["model_version"] == {"name": "shapes", "version": "1"}
+    assert client.get_model_version("shapes", "1").tags.get("camgate.run_id") == verdict.tracking["run_id"]
+    assert client.get_model_version("shapes", "2").tags.get("camgate.run_id") != verdict.tracking["run_id"]
+
+
 @pytest.mark.filterwarnings("ignore:Hint. Inferred schema contains integer:UserWarning")
 def test_mlflow_evaluate_runs_the_gate(registry, monkeypatch):
     """The `camgate` evaluator plugin (entry point mlflow.model_evaluator) behind mlflow.models.evaluate."""

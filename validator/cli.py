@@ -1,4 +1,4 @@
-"""The `camgate` command line. Exit codes: 0 pass, 1 gate failed, 2 usage/policy/data error, 3 runtime error."""
+"""The `camgate` command line. Exit codes: 0 pass, 1 gate failed, 2 usage/policy/data error, 3 runtime error, 4 inconclusive."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import click
 
 from validator import __version__
 from validator.errors import CamgateError
+from validator.explain.names import METHOD_NAMES
 
-METHOD_CHOICES = ("gradcam", "gradcampp", "hirescam", "cam")
+METHOD_CHOICES = METHOD_NAMES  # the one list (validator.explain.names)
 PREPROCESS_HELP = "none (0..255, default: the model embeds its Rescaling) | unit | symmetric | caffe | torch | module:function"
 
 
@@ -85,6 +86,8 @@ def audit(model, data, data_format, images, policy, method, layer, preprocess, c
           batch_size, out, baseline, fail_on, trust_model, tracking_uri, no_mlflow, experiment, run_name,
           parent_run_id, promote, quiet, verbose):
     """Audit MODEL (.keras, .h5, SavedModel folder, or MLflow URI) on an annotated held-out set."""
+    _refuse_conflicts(no_mlflow=no_mlflow, tracking_uri=tracking_uri, promote=promote, quiet=quiet,
+                      verbose=verbose)
     from validator.gate import audit as run_audit
 
     progress = _Progress(enabled=not quiet)
@@ -104,6 +107,23 @@ def audit(model, data, data_format, images, policy, method, layer, preprocess, c
         progress.close()
     _print_verdict(verdict, quiet=quiet, verbose=verbose)
     sys.exit(verdict.exit_code)
+
+
+def _refuse_conflicts(**given) -> None:
+    """Options that contradict each other are a usage error (exit 2), never silently resolved."""
+    ctx = click.get_current_context()
+    explicit = {name for name in given
+                if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)}
+    pairs = (("no_mlflow", "tracking_uri", "--no-mlflow turns MLflow off, so there is no tracking URI to use"),
+             ("no_mlflow", "promote", "--no-mlflow records nothing, so no registry alias can move"),
+             ("quiet", "verbose", "choose one"))
+    for first, second, why in pairs:
+        if first in explicit and second in explicit and given[first] and given[second] not in (None, False):
+            raise click.UsageError(f"{_flag(first)} and {_flag(second)} cannot be used together: {why}.", ctx=ctx)
+
+
+def _flag(name: str) -> str:
+    return "-q/--quiet" if name == "quiet" else "-v/--verbose" if name == "verbose" else "--" + name.replace("_", "-")
 
 
 def _print_verdict(verdict, quiet: bool, verbose: bool) -> None:
@@ -168,6 +188,7 @@ def explain(model, image, class_, classes, box, method, layer, preprocess, out, 
 @click.option("--fast", is_flag=True, help="120 held-out images per model instead of 200 (for tests).")
 def demo(workdir, tracking_uri, no_mlflow, fast):
     """Train a clean model and shortcut models on synthetic data, audit each, print the verdicts."""
+    _refuse_conflicts(no_mlflow=no_mlflow, tracking_uri=tracking_uri)
     from validator.demo import run_demo
 
     code = run_demo(Path(workdir), tracking_uri=None if no_mlflow else tracking_uri, fast=fast)

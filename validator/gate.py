@@ -172,6 +172,8 @@ def _run(verdict: Verdict, model, data, policy, opts: AuditOptions, timer: _Time
 
     loaded = load_model(model, trust=opts.trust_model)
     verdict.model_name = loaded.name
+    # the registry version audited (an alias may move before the verdict is recorded)
+    verdict.audited_versions["model"] = loaded.registry_version
 
     class_list = opts.classes
     if isinstance(class_list, str | Path):
@@ -213,6 +215,8 @@ def _run(verdict: Verdict, model, data, policy, opts: AuditOptions, timer: _Time
 
     baseline_table = None
     baseline_loaded = _load_baseline(opts, verdict)
+    if baseline_loaded is not None:
+        verdict.audited_versions["baseline"] = baseline_loaded.registry_version
     if baseline_loaded is not None:
         check_num_classes(dataset, baseline_loaded.num_classes)
         baseline_run = explain_set(baseline_loaded, samples, dataset.class_names, explainer_settings,

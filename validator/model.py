@@ -6,12 +6,14 @@ so on nested transfer-learning models): the explainers hook the target layer whi
 
 from __future__ import annotations
 
-import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from validator.errors import ModelError, ModelUsageError
+from validator.model_uri import fetch_model
+from validator.safe_load import MODEL_SUFFIXES, refuse_unsafe
 
 SOFT_ACTIVATIONS = ("softmax", "sigmoid")
 INPUT_CHANNELS = (1, 3, 4)  # grayscale, RGB, RGBA: what validator.data.read_image decodes to
@@ -19,7 +21,15 @@ INPUT_CHANNELS = (1, 3, 4)  # grayscale, RGB, RGBA: what validator.data.read_ima
 
 @dataclass
 class LoadedModel:
-    """A classifier plus the facts the gate needs about it."""
+    """A classifier plus the facts the gate needs about it.
+
+    The head is read off the model's *outputs* on a probe batch, not only off its last layer (see
+    :func:`detect_head`): ``head_activation`` says what the outputs are ("softmax" rows of probabilities,
+    "sigmoid" probabilities, or None for logits) and ``head_bypass`` whether the explainers can switch that
+    activation off to explain logits (it is a layer's activation) or not (applied with ``keras.ops`` or inside
+    a custom layer; then the explained score is the log-probability for softmax and the logit recovered as
+    ``log(p / (1 - p))`` for a one-unit sigmoid: see :attr:`explained_score`).
+    """
 
     model: object  # keras.Model
     source: str
@@ -29,6 +39,11 @@ class LoadedModel:
     num_outputs: int  # units of the last layer
     head_activation: str | None  # "softmax" | "sigmoid" | None (already logits)
     extra: dict = field(default_factory=dict)
+    head_bypass: bool = False  # the soft activation is head_layer's and is switched off while explaining
+    head_layer: object = field(default=None, repr=False)  # the layer whose activation is bypassed, or None
+    #: ``{"name": ..., "version": ...}`` of the registered model version that was loaded (an alias or
+    #: ``latest`` resolved once, at load time), or None when the source is not a registered model URI.
+    registry_version: dict | None = None
 
     @property
     def input_channels(self) -> int:
@@ -45,51 +60,22 @@ class LoadedModel:
     def num_classes(self) -> int:
         return 2 if self.binary_sigmoid else self.num_outputs
 
+    @property
+    def explained_score(self) -> str:
+        """What the gradient methods differentiate: ``logit`` (soft head switched off), ``log-probability``
+        (a softmax that cannot be switched off), ``logit from probability`` (a one-unit sigmoid that cannot
+        be: ``log(p) - log(1 - p)``) or ``model output`` (the model outputs logits)."""
+        if self.head_activation is None:
+            return "model output"
+        if self.head_bypass:
+            return "logit"
+        return "log-probability" if self.head_activation == "softmax" else "logit from probability"
+
 
 def _keras():
     from validator._tf import keras
 
     return keras
-
-
-def _config_has_lambda(config) -> bool:
-    if isinstance(config, dict):
-        if config.get("class_name") == "Lambda":
-            return True
-        return any(_config_has_lambda(v) for v in config.values())
-    if isinstance(config, list):
-        return any(_config_has_lambda(v) for v in config)
-    return False
-
-
-def _stored_config(path: Path) -> dict | None:
-    """The architecture JSON stored in a .keras zip or an .h5 file, without deserialising any layer."""
-    try:
-        if path.suffix == ".keras":
-            with zipfile.ZipFile(path) as archive:
-                return json.loads(archive.read("config.json"))
-        if path.suffix in (".h5", ".hdf5"):
-            import h5py
-
-            with h5py.File(path, "r") as handle:
-                raw = handle.attrs.get("model_config")
-                if raw is None:
-                    return None
-                return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise ModelError(f"cannot read model file {path}: {exc}") from exc
-    return None
-
-
-def _refuse_unsafe(path: Path, trust: bool) -> None:
-    if trust:
-        return
-    config = _stored_config(path)
-    if config is not None and _config_has_lambda(config):
-        raise ModelUsageError(
-            f"model {path} contains a Lambda layer, whose Python code would run on load; "
-            "refusing it in safe mode. If you trust this file, pass --trust-model (Python: trust=True)."
-        )
 
 
 def _load_keras_object(source: str, trust: bool):
@@ -98,13 +84,13 @@ def _load_keras_object(source: str, trust: bool):
     if not path.exists():
         raise ModelError(f"model not found: {source}")
     if path.is_dir():
-        return _load_saved_model_dir(path, trust)
-    if path.suffix not in (".keras", ".h5", ".hdf5"):
+        return _load_model_dir(path, trust)
+    if path.suffix not in MODEL_SUFFIXES:
         raise ModelUsageError(
             f"unsupported model file {source}: expected a .keras file, a legacy .h5 file, "
             "a SavedModel directory or an MLflow URI (models:/..., runs:/...)"
         )
-    _refuse_unsafe(path, trust)
+    refuse_unsafe(path, trust)
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=not trust)
     except ValueError as exc:
@@ -118,12 +104,17 @@ def _load_keras_object(source: str, trust: bool):
         raise ModelError(f"cannot load model {source}: {type(exc).__name__}: {exc}") from exc
 
 
-def _load_saved_model_dir(path: Path, trust: bool):
-    keras = _keras()
+def _load_model_dir(path: Path, trust: bool):
+    """A folder: an MLflow model directory (MLmodel), one holding a .keras file, or a SavedModel export.
+    Every model file in it is scanned, whatever its name, before anything is loaded."""
+    if (path / "MLmodel").is_file():
+        return load_mlflow_dir(path, trust)
+    refuse_unsafe(path, trust)
     for candidate in sorted(path.glob("*.keras")) + sorted(path.glob("data/*.keras")):
         return _load_keras_object(str(candidate), trust)
     if not (path / "saved_model.pb").exists():
         raise ModelError(f"{path} is a directory without saved_model.pb or a .keras file")
+    keras = _keras()
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=not trust)
     except Exception as exc:
@@ -134,30 +125,91 @@ def _load_saved_model_dir(path: Path, trust: bool):
         ) from exc
 
 
-def load_model(path_or_uri, trust: bool = False) -> LoadedModel:
-    """Load a classifier from a .keras file, a legacy .h5 file, a directory holding one, or an MLflow URI.
+def load_mlflow_dir(path, trust: bool = False, label: str | None = None):
+    """A local MLflow model directory (``MLmodel`` + the Keras flavour's files) -> keras.Model.
 
-    ``trust=False`` keeps Keras' safe mode on: a model with a Lambda layer is refused with a message that
-    names the opt-in flag. A ``keras.Model`` instance is accepted as is.
+    Every file in the folder is scanned (:func:`validator.safe_load.refuse_unsafe`) before MLflow's Keras
+    flavour loads it with Keras' safe mode on unless ``trust``. ``label`` names the source in messages."""
+    from mlflow.models import Model
+
+    path = Path(path)
+    shown = label or str(path)
+    mlmodel = path / "MLmodel"
+    if not mlmodel.is_file():
+        raise ModelUsageError(f"{shown} is not an MLflow model (no MLmodel file)")
+    try:
+        conf = Model.load(str(mlmodel))
+    except Exception as exc:
+        raise ModelError(f"cannot read the MLmodel file of {shown}: {type(exc).__name__}: {exc}") from exc
+    keras_conf = conf.flavors.get("keras")
+    if keras_conf is None:
+        raise ModelUsageError(
+            f"{shown} has no Keras flavour (flavours: {', '.join(sorted(conf.flavors))}); camgate needs "
+            "a model logged with mlflow.keras.log_model"
+        )
+    if keras_conf.get("save_exported_model"):
+        raise ModelUsageError(
+            f"{shown} was logged with save_exported_model=True: an exported serving function has no "
+            "layer graph for CAM/Grad-CAM. Log the model with mlflow.keras.log_model(model) instead."
+        )
+    refuse_unsafe(path, trust, label=label)
+    import mlflow.keras
+
+    try:
+        return mlflow.keras.load_model(str(path), load_model_kwargs={"safe_mode": not trust, "compile": False})
+    except ValueError as exc:
+        if "safe_mode" in str(exc) or "Lambda" in str(exc):
+            raise ModelUsageError(
+                f"model {shown} needs unsafe deserialisation ({exc}). If you trust it, pass --trust-model."
+            ) from exc
+        raise ModelError(f"cannot load MLflow model {shown}: {exc}") from exc
+    except Exception as exc:
+        raise ModelError(f"cannot load MLflow model {shown}: {type(exc).__name__}: {_short(exc)}") from exc
+
+
+def _load_uri(source: str, trust: bool, tracking_uri: str | None = None):
+    """An MLflow URI -> (keras.Model, registry version or None). The URI is resolved (an alias or ``latest``
+    to one version) and downloaded by :mod:`validator.model_uri`; the files are loaded here."""
+    with fetch_model(source, tracking_uri=tracking_uri) as fetched:
+        return load_mlflow_dir(fetched.local, trust, label=source), fetched.registry_version
+
+
+def is_model_uri(source: str) -> bool:
+    return "://" in source or source.startswith(("models:/", "runs:/"))
+
+
+def load_model(path_or_uri, trust: bool = False) -> LoadedModel:
+    """Load a classifier from a .keras file, a legacy .h5 file, a directory holding one, an MLflow model
+    directory or an MLflow URI (``models:/name/3``, ``models:/name@alias``, ``runs:/<id>/model``, ...).
+
+    ``trust=False`` keeps Keras' safe mode on and refuses, before loading, a model whose config carries code
+    (Lambda layers, serialised lambdas, custom objects not registered in this process), with a message that
+    names the file, the layer and the opt-in flag. A ``keras.Model`` instance is accepted as is. For a
+    registered model URI, ``LoadedModel.registry_version`` is the version that was resolved and loaded.
     """
     keras = _keras()
     if isinstance(path_or_uri, LoadedModel):
         return path_or_uri
+    registry_version = None
     if isinstance(path_or_uri, keras.Model):
         model, source = path_or_uri, f"<in-memory {path_or_uri.name}>"
     else:
         source = str(path_or_uri)
-        if "://" in source or source.startswith(("models:/", "runs:/")):
-            from validator.mlflow_models import load_mlflow_model
-
-            model = load_mlflow_model(source, trust=trust)
+        if is_model_uri(source):
+            model, registry_version = _load_uri(source, trust)
         else:
             model = _load_keras_object(source, trust)
-    return describe(model, source)
+    return describe(model, source, registry_version=registry_version)
 
 
-def describe(model, source: str) -> LoadedModel:
-    """Read input size, output units and head activation off a built model."""
+def _short(exc, limit: int = 300) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def describe(model, source: str, registry_version: dict | None = None) -> LoadedModel:
+    """Read input size, output units and head activation off a built model (the head from its outputs on a
+    probe batch: :func:`detect_head`)."""
     input_shape = _single_shape(model.input_shape, "input", source)
     if len(input_shape) != 4:
         raise ModelUsageError(
@@ -179,7 +231,7 @@ def describe(model, source: str) -> LoadedModel:
         raise ModelUsageError(
             f"model {source} outputs shape {output_shape}; expected class scores [N, classes]"
         )
-    head_layer, activation = find_head(model)
+    head = detect_head(model, (int(height), int(width), int(channels)))
     return LoadedModel(
         model=model,
         source=source,
@@ -187,8 +239,11 @@ def describe(model, source: str) -> LoadedModel:
         input_size=(int(height), int(width)),
         channels=int(channels),
         num_outputs=int(output_shape[-1]),
-        head_activation=activation,
-        extra={"head_layer": head_layer.name if head_layer is not None else None},
+        head_activation=head.activation,
+        extra={"head_layer": head.layer.name if head.layer is not None else None, "head_probe": head.evidence},
+        head_bypass=head.bypass,
+        head_layer=head.layer if head.bypass else None,
+        registry_version=registry_version,
     )
 
 
@@ -244,6 +299,88 @@ def find_head(model):
     if activation is not None:
         return last, _activation_name(activation)
     return last, None
+
+
+@dataclass(frozen=True)
+class Head:
+    activation: str | None  # what the model outputs: "softmax" / "sigmoid" probabilities, or None (logits)
+    bypass: bool  # the activation is ``layer``'s and switching it off leaves logits
+    layer: object  # the last leaf layer (named in LoadedModel.extra["head_layer"])
+    evidence: str  # how it was decided, for the report
+
+
+PROBE_TOLERANCE = 2e-3  # |row sum - 1| for softmax rows; float16 heads round to ~1e-3
+
+
+def probability_kind(outputs) -> str | None:
+    """"softmax" if every row is in [0, 1] and sums to 1, "sigmoid" for one unit in [0, 1] that varies over
+    the probe, else None (logits, or nothing can be told)."""
+    values = np.asarray(outputs, dtype=np.float64)
+    if values.ndim != 2 or not len(values) or not np.isfinite(values).all():
+        return None
+    if values.min() < -1e-6 or values.max() > 1.0 + 1e-6:
+        return None
+    if values.shape[1] == 1:
+        return "sigmoid" if np.ptp(values) > 1e-6 else None
+    return "softmax" if np.all(np.abs(values.sum(axis=1) - 1.0) <= PROBE_TOLERANCE) else None
+
+
+def _outputs_fit(activation: str, outputs) -> bool:
+    """Whether outputs can be what ``activation`` makes: values in [0, 1], and rows summing to 1 for softmax."""
+    values = np.asarray(outputs, dtype=np.float64)
+    if not np.isfinite(values).all() or values.min() < -1e-6 or values.max() > 1.0 + 1e-6:
+        return False
+    return activation != "softmax" or bool(np.all(np.abs(values.sum(axis=1) - 1.0) <= PROBE_TOLERANCE))
+
+
+def probe_batch(shape: tuple[int, int, int]) -> np.ndarray:
+    """Six images that span the usual input ranges (raw 0..255 pixels, [0, 1], [-1, 1])."""
+    rng = np.random.default_rng(0)
+    return np.stack([
+        np.zeros(shape), np.full(shape, 255.0), rng.uniform(0, 255, shape), rng.uniform(0, 255, shape),
+        rng.uniform(0, 1, shape), rng.uniform(-1, 1, shape),
+    ]).astype(np.float32)
+
+
+def _run_probe(model, images, head_layer=None):
+    from validator.layer_patch import bypass_head
+
+    keras = _keras()
+    with bypass_head(head_layer, keras):
+        outputs = model(images, training=False)
+    return np.asarray(keras.ops.convert_to_numpy(outputs), dtype=np.float64)
+
+
+def detect_head(model, input_shape: tuple[int, int, int]) -> Head:
+    """Which soft activation the model's outputs carry and whether the explainers can switch it off.
+
+    The last layer's activation (a Dense/Conv ``activation=``, a ``Softmax`` or ``Activation`` layer) is only a
+    candidate: the model runs on :func:`probe_batch` as it is and with that activation switched off. It is
+    bypassed only when the plain outputs match it and the bypassed ones are no longer probabilities. Outputs
+    that are probabilities with no such layer (``keras.ops.softmax`` in a Functional model, a custom layer,
+    a second softmax) are reported with ``bypass=False``: the engine then explains the log-probability
+    (softmax) or the logit ``log(p/(1-p))`` (one-unit sigmoid) instead of a softmax of probabilities.
+    If the model cannot run on the probe, the last layer alone decides (as before probing).
+    """
+    from validator.layer_patch import PATCH_LOCK
+
+    with PATCH_LOCK:  # no explainer's patch is half-applied while the head is read and probed
+        layer, candidate = find_head(model)
+        images = probe_batch(input_shape)
+        try:
+            plain = _run_probe(model, images)
+        except Exception as exc:  # the explainer will run the model and report its own error
+            return Head(candidate, candidate is not None, layer, f"last layer (probe failed: {type(exc).__name__})")
+        found = probability_kind(plain)
+        if candidate is not None and _outputs_fit(candidate, plain):
+            bypassed = _run_probe(model, images, layer)
+            if probability_kind(bypassed) is None:
+                return Head(candidate, True, layer, f"last layer '{layer.name}' ({candidate}), bypassed")
+            return Head(found or candidate, False, layer,
+                        f"outputs are {found or candidate} probabilities even without '{layer.name}''s activation")
+        if found is not None:
+            return Head(found, False, layer, f"outputs are {found} probabilities (not from the last layer)")
+        return Head(None, False, layer, "outputs are logits")
 
 
 def _is_preprocessing(layer) -> bool:

@@ -43,6 +43,8 @@ class Verdict:
     wall_seconds: float = 0.0
     timings: dict = field(default_factory=dict)
     table: dict | None = field(default=None, repr=False)  # per-sample columns (not serialised here)
+    # registry versions resolved when the models were loaded: {"model"|"baseline": {"name", "version"}}
+    audited_versions: dict = field(default_factory=dict, repr=False)
     atlas: dict | None = field(default=None, repr=False)
 
     @property

@@ -1,8 +1,13 @@
 """The shared heatmap engine: one forward and one backward pass per batch, in a traced tf.function.
 
 The target layer is hooked while the ORIGINAL model runs (its ``call`` is wrapped to record its output), so
-nested models work without rebuilding a Functional graph. A soft head (softmax/sigmoid) is bypassed the same
-way, so the explained score is the logit (explaining a saturated softmax gives vanishing gradients).
+nested models work without rebuilding a Functional graph. A soft head (softmax/sigmoid) that is a layer's
+activation is bypassed the same way, so the explained score is the logit (explaining a saturated softmax gives
+vanishing gradients). Probabilities made where no layer can be switched off (``keras.ops.softmax`` in a
+Functional model, a custom layer: see :func:`validator.model.detect_head`) are used as they are: the explained
+score is then the log-probability (softmax; its gradient is that of ``logit_c - logsumexp(logits)``) or the
+logit ``log(p) - log(1 - p)`` recovered from a one-unit sigmoid, and the reported probabilities are the model's
+own (not softmaxed again). A saturated probability (exactly 0 or 1 in float32) has no gradient: a dead map.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import numpy as np
 from validator._tf import keras, tf
 from validator.errors import ModelUsageError, UsageError
 from validator.explain.methods import METHODS
+from validator.layer_patch import bypass_head, patched
 from validator.model import LoadedModel, find_target_layer, layers_after, load_model
 
 CAM_HEAD_LAYERS = ("GlobalAveragePooling2D", "Dropout", "Dense", "Activation", "Softmax")
@@ -38,34 +44,25 @@ class Explanation:
 
 
 @contextlib.contextmanager
-def _hooks(target, head_layer, head_activation, sink: list, tape):
-    """Record the target layer's output (watched by the tape) and bypass the soft head while inside."""
-    original_call = target.call
+def _hooks(target, head_layer, sink: list, tape):
+    """Record the target layer's output (watched by the tape) and bypass the soft head while inside.
 
-    def recording_call(*args, **kwargs):
-        output = original_call(*args, **kwargs)
+    Both patches go through :func:`validator.layer_patch.patched`: made under one re-entrant lock held until
+    they are undone, each restored in a ``finally`` (also when applying the second one fails), and only
+    active in this thread. Two explainers tracing the same model at once therefore take turns instead of
+    restoring each other's wrappers (which left a wrapper recording into a dead tape)."""
+
+    def recording_call(original, *args, **kwargs):
+        output = original(*args, **kwargs)
         if tape is not None:
             tape.watch(output)
         sink.append(output)
         return output
 
-    patched = [(target, "call", target.__dict__.get("call"))]
-    target.call = recording_call
-    if head_activation is not None:
-        if isinstance(head_layer, keras.layers.Softmax | keras.layers.Activation):
-            patched.append((head_layer, "call", head_layer.__dict__.get("call")))
-            head_layer.call = lambda inputs, *args, **kwargs: inputs
-        else:
-            patched.append((head_layer, "activation", head_layer.__dict__.get("activation")))
-            head_layer.activation = keras.activations.linear
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(patched(target, "call", recording_call))
+        stack.enter_context(bypass_head(head_layer, keras))
         yield
-    finally:
-        for layer, attribute, previous in reversed(patched):
-            if previous is None:
-                layer.__dict__.pop(attribute, None)
-            else:
-                setattr(layer, attribute, previous)
 
 
 class Explainer:
@@ -95,15 +92,13 @@ class Explainer:
             "layer": self.target.name,
             "layer_shape": list(self.target.output.shape[1:]),
             "batch_size": self.batch_size,
-            "score": "logit" if self.loaded.head_activation else "model output",
+            "score": self.loaded.explained_score,
             "input_size": list(self.loaded.input_size),
         }
 
     def _head_layer(self):
-        from validator.model import find_head
-
-        layer, _ = find_head(self.loaded.model)
-        return layer
+        """The layer whose soft activation is switched off while explaining, or None."""
+        return self.loaded.head_layer if self.loaded.head_bypass else None
 
     def _cam_kernel(self):
         after = layers_after(self.loaded.model, self.target)
@@ -130,25 +125,41 @@ class Explainer:
         height, width = loaded.input_size
         spec = tf.TensorSpec([None, height, width, loaded.channels], tf.float32)
 
-        def class_logits(scores):
-            if loaded.binary_sigmoid:
-                return tf.concat([-scores, scores], axis=1)
-            return scores
+        probabilities_out = loaded.head_activation is not None and not loaded.head_bypass
+        tiny = tf.constant(1e-30, tf.float32)
+        eps = tf.constant(1e-7, tf.float32)
+
+        def scores_and_probabilities(outputs):
+            """(explained class scores [N, classes], probabilities [N, classes]) from the model's outputs."""
+            if probabilities_out and loaded.binary_sigmoid:  # sigmoid probability: recover the logit
+                positive = tf.clip_by_value(outputs[:, :1], 0.0, 1.0)
+                clipped = tf.clip_by_value(outputs[:, :1], eps, 1.0 - eps)
+                logit = tf.math.log(clipped) - tf.math.log1p(-clipped)
+                return tf.concat([-logit, logit], axis=1), tf.concat([1.0 - positive, positive], axis=1)
+            if probabilities_out and loaded.head_activation == "softmax":  # explain log p_c
+                return tf.math.log(tf.maximum(outputs, tiny)), tf.clip_by_value(outputs, 0.0, 1.0)
+            if probabilities_out:  # multi-label sigmoid probabilities (not detected today): as they are
+                return outputs, tf.clip_by_value(outputs, 0.0, 1.0)
+            if loaded.binary_sigmoid:  # one logit: class 1 is +logit, class 0 is -logit
+                positive = tf.sigmoid(outputs[:, :1])
+                return tf.concat([-outputs, outputs], axis=1), tf.concat([1.0 - positive, positive], axis=1)
+            if loaded.head_activation == "sigmoid":  # multi-label head: independent probabilities
+                return outputs, tf.sigmoid(outputs)
+            return outputs, tf.nn.softmax(outputs, axis=1)
 
         @tf.function(input_signature=[spec, tf.TensorSpec([None], tf.int32)], reduce_retracing=True)
         def step(images, class_ids):
             sink: list = []
             with tf.GradientTape(watch_accessed_variables=False) as tape:
-                with _hooks(
-                    target,
-                    self.head_layer,
-                    loaded.head_activation,
-                    sink,
-                    tape if method.needs_gradient else None,
-                ):
-                    scores = loaded.model(images, training=False)
-                logits = class_logits(tf.cast(scores, tf.float32))
+                with _hooks(target, self.head_layer, sink, tape if method.needs_gradient else None):
+                    outputs = loaded.model(images, training=False)
+                logits, probs = scores_and_probabilities(tf.cast(outputs, tf.float32))
                 chosen = tf.gather(logits, class_ids, axis=1, batch_dims=1)
+            if not sink:
+                raise ModelUsageError(
+                    f"the target layer '{target.name}' did not run when the model was called; choose a layer "
+                    "on the model's forward path (--layer)"
+                )
             activations = tf.cast(sink[-1], tf.float32)
             if method.needs_gradient:
                 gradients = tf.cast(tape.gradient(chosen, sink[-1]), tf.float32)
@@ -159,13 +170,6 @@ class Explainer:
             layer_maps = tf.nn.relu(layer_maps)
             maps = tf.image.resize(layer_maps[..., None], (height, width), method="bilinear")[..., 0]
             maps = tf.nn.relu(maps)  # clip again after resampling
-            if loaded.binary_sigmoid:
-                positive = tf.sigmoid(tf.cast(scores[:, 0], tf.float32))
-                probs = tf.stack([1.0 - positive, positive], axis=1)
-            elif loaded.head_activation == "sigmoid":  # multi-label head: independent probabilities
-                probs = tf.sigmoid(logits)
-            else:
-                probs = tf.nn.softmax(logits, axis=1)
             return layer_maps, maps, probs
 
         return step

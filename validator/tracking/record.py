@@ -181,8 +181,10 @@ class GateRecord:
             return
         from validator.mlflow_models import registered_version
 
-        self.version = registered_version(str(v.model), client, retry)
-        baseline = registered_version(str((v.baseline or {}).get("model") or ""), client, retry)
+        audited = v.audited_versions or {}
+        self.version = registered_version(str(v.model), client, retry, resolved=audited.get("model"))
+        baseline = registered_version(str((v.baseline or {}).get("model") or ""), client, retry,
+                                      resolved=audited.get("baseline"))
         if self.version is not None:
             v.tracking["model_version"] = {"name": self.version.name, "version": str(self.version.version)}
         if baseline is not None:
