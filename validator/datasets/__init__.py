@@ -1,8 +1,11 @@
 """Synthetic annotated data with controllable shortcuts, and the tiny control models trained on it.
 
-``synthetic`` needs only numpy and OpenCV; ``controls`` (TensorFlow) is imported lazily.
+Data families (numpy + OpenCV; digits also read scikit-learn's and scikit-image's bundled data):
+``synthetic`` (64 px shapes), ``digits`` (real handwriting on real photographs, 10 or 20 classes) and
+``xray`` (1-channel radiograph-like images). ``controls`` (TensorFlow) is imported lazily.
 """
 
+from validator.datasets.digits import DigitArrays, make_digits, write_digits
 from validator.datasets.synthetic import (
     CUES,
     SHAPES,
@@ -11,18 +14,27 @@ from validator.datasets.synthetic import (
     make_arrays,
     shuffled_cue_strength,
     watermark_region,
+    write_arrays,
     write_dataset,
 )
+from validator.datasets.xray import XrayArrays, make_xray, write_xray
 
 __all__ = [
     "CUES",
     "SHAPES",
+    "DigitArrays",
     "SyntheticArrays",
     "SyntheticSet",
+    "XrayArrays",
     "make_arrays",
+    "make_digits",
+    "make_xray",
     "shuffled_cue_strength",
     "watermark_region",
+    "write_arrays",
     "write_dataset",
+    "write_digits",
+    "write_xray",
     "ControlModel",
     "train_control",
     "build_small_cnn",

@@ -18,6 +18,9 @@ the cue of another class chosen uniformly. p = 1 is a perfect shortcut; p = 1/C 
 makes the cue independent of the label, which is the counterfactual ("cue shuffled") data used to check
 what a model relies on. ``cue=None`` or ``cue_strength=None`` draws no cue at all (``cue_ids`` = -1).
 
+``area_range`` (lo, hi) sets the box area as a fraction of the image (default 5-20%; up to 60% for large
+objects, which still keep off the watermark corner).
+
 ``shape_informative=False`` draws a shape independent of the label, so only the cue carries the label.
 It exists for the fully-shortcut controls: a model trained on such data *cannot* have used the object,
 so the gate's ground truth ("evidence is off the object") is certain rather than assumed.
@@ -51,6 +54,9 @@ MAX_CLASSES = len(SHAPES)
 
 # Box area as a fraction of the image: small enough that in-box heat has room to beat chance (lift).
 _AREA_FRACTION = (0.05, 0.20)
+DEFAULT_AREA_RANGE = _AREA_FRACTION
+# The largest box that still leaves the watermark corner free with room to move.
+MAX_AREA_FRACTION = 0.6
 
 # Glyphs (6x6) of the watermark, one per class; thin strokes rather than filled shapes so that a mark
 # never looks like a small copy of an object class.
@@ -111,6 +117,7 @@ class SyntheticSet:
     coco_path: Path | None = None
     voc_dir: Path | None = None
     manifest_path: Path | None = None
+    bit_depth: int = 8
 
 
 def shuffled_cue_strength(n_classes: int) -> float:
@@ -133,9 +140,13 @@ def make_arrays(
     cue: str | None = None,
     cue_strength: float | None = 1.0,
     shape_informative: bool = True,
+    area_range: tuple[float, float] | None = None,
 ) -> SyntheticArrays:
-    """Draw ``n`` annotated images with balanced labels; see the module docstring for cues."""
+    """Draw ``n`` annotated images with balanced labels; see the module docstring for cues.
+
+    ``area_range``: box area as a fraction of the image, drawn uniformly (default ``DEFAULT_AREA_RANGE``)."""
     class_names = _check_args(n, image_size, classes, cue, cue_strength)
+    area_range = check_area_range(area_range, DEFAULT_AREA_RANGE, MAX_AREA_FRACTION)
     n_classes = len(class_names)
     shape_of_class = [SHAPES.index(name) for name in class_names]
     active_cue = cue if cue_strength is not None else None
@@ -154,7 +165,7 @@ def make_arrays(
         shape_class = int(labels[i]) if shape_informative else random_class
         cue_id = _draw_cue_id(cue_rng, int(labels[i]), n_classes, cue_strength) if active_cue else -1
         image, mask = _render(
-            layout_rng, cue_rng, image_size, shape_of_class[shape_class], active_cue, cue_id
+            layout_rng, cue_rng, image_size, shape_of_class[shape_class], active_cue, cue_id, area_range
         )
         ys, xs = np.nonzero(mask)
         images[i], masks[i], shape_ids[i], cue_ids[i] = image, mask, shape_class, cue_id
@@ -178,9 +189,23 @@ def make_arrays(
 def write_dataset(
     out_dir: str | Path, n: int, *, formats: Sequence[str] = ("coco",), **make_arrays_kwargs
 ) -> SyntheticSet:
-    """Draw ``n`` images with :func:`make_arrays` and write them under ``out_dir``.
+    """Draw ``n`` images with :func:`make_arrays` and write them under ``out_dir`` (:func:`write_arrays`)."""
+    return write_arrays(out_dir, make_arrays(n, **make_arrays_kwargs), formats=formats)
 
-    - ``images/000000.png`` ... (lossless PNG, RGB).
+
+def write_arrays(
+    out_dir: str | Path,
+    arrays: SyntheticArrays,
+    *,
+    formats: Sequence[str] = ("coco",),
+    bit_depth: int = 8,
+    info: dict | None = None,
+    supercategory: str = "shape",
+) -> SyntheticSet:
+    """Write annotated arrays (from this module or another family sharing :class:`SyntheticArrays`).
+
+    - ``images/000000.png`` ... (lossless PNG: RGB for 3 channels, grayscale for 1; ``bit_depth=16``
+      writes 16-bit PNGs with values scaled by 257 so 255 maps to 65535).
     - ``"coco"``: ``annotations.json``; ``file_name`` is relative to ``out_dir`` (``images/000000.png``),
       ``bbox`` = [x, y, w, h], category ids 1..C in class order, image ids 1..N.
     - ``"voc"``: ``voc/Annotations/*.xml``, ``voc/JPEGImages/*.png`` (PNG copies despite the folder's
@@ -188,29 +213,56 @@ def write_dataset(
       inclusive convention: xmin = x0 + 1, xmax = x1.
     - ``"csv"``: ``manifest.csv`` with columns image,label,xmin,ymin,xmax,ymax (label = class name,
       coordinates as in the arrays: 0-based, xmax/ymax exclusive).
+
+    ``info`` adds entries to the COCO ``info`` record; ``supercategory`` names the COCO categories' group.
     """
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown formats {sorted(unknown)}; choose from {FORMATS}")
-    arrays = make_arrays(n, **make_arrays_kwargs)
+    if bit_depth not in (8, 16):
+        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
+    channels = arrays.images.shape[-1] if arrays.images.ndim == 4 else 1
+    if channels not in (1, 3):
+        raise ValueError(f"images must have 1 or 3 channels, got {channels}")
     root = Path(out_dir)
     (root / "images").mkdir(parents=True, exist_ok=True)
-    names = [f"{i:06d}.png" for i in range(n)]
+    names = [f"{i:06d}.png" for i in range(len(arrays))]
     image_paths = tuple(root / "images" / name for name in names)
     for path, image in zip(image_paths, arrays.images, strict=True):
-        if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        pixels = image.reshape(image.shape[0], image.shape[1]) if channels == 1 else image
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR) if channels == 3 else pixels
+        if bit_depth == 16:
+            pixels = pixels.astype(np.uint16) * np.uint16(257)
+        if not cv2.imwrite(str(path), pixels):
             raise OSError(f"could not write {path}")
 
     written: dict[str, Path] = {}
     if "coco" in formats:
-        written["coco_path"] = _write_coco(root, names, arrays)
+        written["coco_path"] = _write_coco(root, names, arrays, info, supercategory)
     if "voc" in formats:
         written["voc_dir"] = _write_voc(root, names, image_paths, arrays)
     if "csv" in formats:
         written["manifest_path"] = _write_manifest(root, names, arrays)
     return SyntheticSet(
-        root=root, image_paths=image_paths, class_names=arrays.class_names, arrays=arrays, **written
+        root=root,
+        image_paths=image_paths,
+        class_names=arrays.class_names,
+        arrays=arrays,
+        bit_depth=bit_depth,
+        **written,
     )
+
+
+def check_area_range(
+    area_range: Sequence[float] | None, default: tuple[float, float], maximum: float
+) -> tuple[float, float]:
+    """Validate a (lo, hi) box-area-fraction range; ``None`` gives ``default``."""
+    if area_range is None:
+        return default
+    lo, hi = (float(v) for v in area_range)
+    if not 0.0 < lo <= hi <= maximum:
+        raise ValueError(f"area_range must satisfy 0 < lo <= hi <= {maximum}, got {tuple(area_range)}")
+    return lo, hi
 
 
 # ---------------------------------------------------------------------------------------------- drawing
@@ -241,10 +293,12 @@ def _draw_cue_id(rng: np.random.Generator, label: int, n_classes: int, strength:
     return other + (other >= label)
 
 
-def _render(layout_rng, cue_rng, size, shape_id, cue, cue_id) -> tuple[np.ndarray, np.ndarray]:
+def _render(
+    layout_rng, cue_rng, size, shape_id, cue, cue_id, area_range=_AREA_FRACTION
+) -> tuple[np.ndarray, np.ndarray]:
     texture = cue_id if cue == "background" else None
     background = _background(layout_rng, size, texture, cue_rng)
-    mask = _shape_mask(layout_rng, size, shape_id)
+    mask = _shape_mask(layout_rng, size, shape_id, area_range)
     image = background.copy()
     image[mask] = _fill_colour(layout_rng, background[mask].mean(axis=0))
     if cue == "weather":
@@ -300,9 +354,11 @@ def _texture(rng: np.random.Generator, size: int, texture_id: int) -> np.ndarray
     return 18.0 * rng.standard_normal((size, size)).astype(np.float32)  # grain
 
 
-def _shape_mask(rng: np.random.Generator, size: int, shape_id: int) -> np.ndarray:
+def _shape_mask(
+    rng: np.random.Generator, size: int, shape_id: int, area_range: tuple[float, float] = _AREA_FRACTION
+) -> np.ndarray:
     """A filled, upright shape of random scale, placed so its box misses the watermark corner."""
-    side = int(round(math.sqrt(rng.uniform(*_AREA_FRACTION)) * size))
+    side = int(round(math.sqrt(rng.uniform(*area_range)) * size))
     corner = size - size // 8
     for _ in range(1000):
         x0, y0 = (int(v) for v in rng.integers(0, size - side + 1, 2))
@@ -369,7 +425,13 @@ def _stamp_watermark(image: np.ndarray, glyph_id: int) -> None:
 # ---------------------------------------------------------------------------------------------- writers
 
 
-def _write_coco(root: Path, names: list[str], arrays: SyntheticArrays) -> Path:
+def _write_coco(
+    root: Path,
+    names: list[str],
+    arrays: SyntheticArrays,
+    info: dict | None = None,
+    supercategory: str = "shape",
+) -> Path:
     size = arrays.image_size
     images, annotations = [], []
     for i, (name, label, box) in enumerate(zip(names, arrays.labels, arrays.boxes, strict=True)):
@@ -392,11 +454,12 @@ def _write_coco(root: Path, names: list[str], arrays: SyntheticArrays) -> Path:
             "cue_strength": arrays.cue_strength,
             "shape_informative": arrays.shape_informative,
             "seed": arrays.seed,
+            **(info or {}),
         },
         "images": images,
         "annotations": annotations,
         "categories": [
-            {"id": k + 1, "name": c, "supercategory": "shape"} for k, c in enumerate(arrays.class_names)
+            {"id": k + 1, "name": c, "supercategory": supercategory} for k, c in enumerate(arrays.class_names)
         ],
     }
     path = root / "annotations.json"
@@ -409,13 +472,14 @@ def _write_voc(root: Path, names: list[str], image_paths: Sequence[Path], arrays
     for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
         (voc / sub).mkdir(parents=True, exist_ok=True)
     size = str(arrays.image_size)
+    depth = str(arrays.images.shape[-1] if arrays.images.ndim == 4 else 1)
     for name, source, label, box in zip(names, image_paths, arrays.labels, arrays.boxes, strict=True):
         shutil.copyfile(source, voc / "JPEGImages" / name)
         node = ET.Element("annotation")
         ET.SubElement(node, "folder").text = "JPEGImages"
         ET.SubElement(node, "filename").text = name
         dims = ET.SubElement(node, "size")
-        for tag, value in (("width", size), ("height", size), ("depth", "3")):
+        for tag, value in (("width", size), ("height", size), ("depth", depth)):
             ET.SubElement(dims, tag).text = value
         obj = ET.SubElement(node, "object")
         ET.SubElement(obj, "name").text = arrays.class_names[int(label)]
