@@ -456,3 +456,36 @@ def test_fer_gradcam_heat_sits_on_the_face(fer_files, tmp_path, capsys):
     assert float(scores["lift"]) > 1.5
     assert float(scores["pointing_hit"]) == 1.0
     assert out.is_file()
+
+
+def test_fer_model_audited_through_the_gate(fer_files, tmp_path):
+    """`camgate audit` of the third-party 1-channel .h5 on 25 crops of the astronaut photograph (the crop moves
+    by up to 12 px; face box ~25% of each crop, labelled 'happy'), under the default policy's checks with its
+    sample floors lowered to 20 for so small a set: it runs end to end, the heat sits on the face in every
+    crop and the verdict is decided by the checks themselves."""
+    import yaml
+    from skimage.data import astronaut
+
+    from validator import audit
+    from validator.policy import default_policy_path
+
+    photo = astronaut()
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    rows = ["image,label,xmin,ymin,xmax,ymax"]
+    fx0, fy0, fx1, fy1 = ASTRONAUT_FACE
+    for i, (dx, dy) in enumerate((dx, dy) for dx in (-12, -6, 0, 6, 12) for dy in (-12, -6, 0, 6, 12)):
+        x0, y0 = 120 + dx, 14 + dy
+        write(folder / f"{i:02d}.png", np.ascontiguousarray(photo[y0:y0 + 220, x0:x0 + 220, ::-1]))
+        rows.append(f"{i:02d}.png,happy,{fx0 - x0},{fy0 - y0},{fx1 - x0},{fy1 - y0}")
+    (folder / "manifest.csv").write_text("\n".join(rows) + "\n")
+    policy = yaml.safe_load(default_policy_path().read_text())
+    policy["sample"].update(min_samples=20, min_per_class=20)
+    verdict = audit(str(FER_MODEL), str(folder / "manifest.csv"), policy=policy, out=tmp_path / "report",
+                    classes=list(FER_CLASSES), preprocess="symmetric")
+    assert verdict.error is None and verdict.sample["n_explained"] == 25
+    lift = verdict.table["lift"]
+    assert np.all(lift > 1.0)  # every crop: more heat on the face than a uniform map
+    overall = {c["check_id"]: c for c in verdict.checks if c["slice"] == "overall"}
+    assert overall["object-heat-share"]["outcome"] == "PASS" and overall["corner-heat"]["outcome"] == "PASS"
+    assert overall["object-heat"]["outcome"] == "PASS", overall["object-heat"]["message"]

@@ -6,6 +6,7 @@ so on nested transfer-learning models): the explainers hook the target layer whi
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -346,7 +347,9 @@ def _run_probe(model, images, head_layer=None):
     from validator.layer_patch import bypass_head
 
     keras = _keras()
-    with bypass_head(head_layer, keras):
+    with bypass_head(head_layer, keras), warnings.catch_warnings():
+        # Legacy .h5 models name their input ('input_1'); calling them with a bare tensor is fine but warns.
+        warnings.filterwarnings("ignore", message="The structure of `inputs` doesn't match")
         outputs = model(images, training=False)
     return np.asarray(keras.ops.convert_to_numpy(outputs), dtype=np.float64)
 
