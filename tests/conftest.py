@@ -45,3 +45,23 @@ def isolated_cwd(tmp_path, monkeypatch):
     """Run in a temporary folder: nothing MLflow writes by default (./mlflow.db, ./mlruns) lands in the repo."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def small_set(tmp_path_factory):
+    """40 annotated shapes (seed 3) shared by the gate tests."""
+    from validator.datasets.synthetic import write_dataset
+
+    return write_dataset(tmp_path_factory.mktemp("gate_data"), 40, seed=3)
+
+
+@pytest.fixture(scope="session")
+def untrained_model(tmp_path_factory):
+    """The small control CNN, untrained: any readable model for tests of the gate's plumbing."""
+    from validator._tf import keras
+    from validator.datasets.controls import build_small_cnn
+
+    keras.utils.set_random_seed(0)
+    path = tmp_path_factory.mktemp("gate_model") / "untrained.keras"
+    build_small_cnn(64, 2).save(path)
+    return path

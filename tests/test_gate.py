@@ -9,28 +9,9 @@ from pathlib import Path
 
 import jsonschema
 import numpy as np
-import pytest
 from cli_helpers import run_cli
 
 from validator.verdict import VERDICT_SCHEMA
-
-
-@pytest.fixture(scope="module")
-def small_set(tmp_path_factory):
-    from validator.datasets.synthetic import write_dataset
-
-    return write_dataset(tmp_path_factory.mktemp("gate_data"), 40, seed=3)
-
-
-@pytest.fixture(scope="module")
-def untrained_model(tmp_path_factory):
-    from validator._tf import keras
-    from validator.datasets.controls import build_small_cnn
-
-    keras.utils.set_random_seed(0)
-    path = tmp_path_factory.mktemp("gate_model") / "untrained.keras"
-    build_small_cnn(64, 2).save(path)
-    return path
 
 
 def lenient_policy(tmp_path, **extra) -> Path:

@@ -12,30 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from validator import audit
 
 LENIENT = {"name": "lenient", "version": 1, "sample": {"min_samples": 10, "min_per_class": 5},
            "checks": [{"id": "any", "metric": "dead", "aggregate": "rate", "max": 1.0}]}
-
-
-@pytest.fixture(scope="module")
-def small_set(tmp_path_factory):
-    from validator.datasets.synthetic import write_dataset
-
-    return write_dataset(tmp_path_factory.mktemp("hardening_data"), 40, seed=4)
-
-
-@pytest.fixture(scope="module")
-def untrained_model(tmp_path_factory):
-    from validator._tf import keras
-    from validator.datasets.controls import build_small_cnn
-
-    keras.utils.set_random_seed(0)
-    path = tmp_path_factory.mktemp("hardening_model") / "untrained.keras"
-    build_small_cnn(64, 2).save(path)
-    return path
 
 
 def _verdict(out: Path) -> dict:
