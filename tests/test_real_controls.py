@@ -385,3 +385,18 @@ def test_shapes_cache_keys_are_unchanged(clean_model, large_clean_model):
     assert "area_range" not in clean_model.params and "family" not in clean_model.params
     assert clean_model.family == "shapes" and clean_model.channels == 3
     assert large_clean_model.path != clean_model.path
+
+
+def test_control_cache_key_includes_the_keras_version(monkeypatch):
+    """A model saved by one Keras must not be served from the cache to another (3.15 -> 3.11 fails to load)."""
+    import importlib.metadata
+
+    from validator.datasets import controls
+
+    params = {"kind": "clean", "seed": 0}
+    real = importlib.metadata.version
+    here = controls.cache_digest(params)
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "3.11.3" if name == "keras" else real(name))
+    other = controls.cache_digest(params)
+    assert here != other or real("keras").startswith("3.11")
+    assert controls.cache_digest(params) == other  # stable for one version

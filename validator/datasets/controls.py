@@ -24,6 +24,7 @@ every parameter and the family's recipe version.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import time
@@ -180,6 +181,14 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "camgate" / "controls"
 
 
+def cache_digest(params: dict) -> str:
+    """Cache key of a control: its parameters and the Keras major.minor that saves it. A .keras file written
+    by a newer Keras may not load in an older one (seen: 3.15 -> 3.11), so each Keras gets its own models."""
+    keras_version = ".".join(importlib.metadata.version("keras").split(".")[:2])
+    payload = json.dumps({**params, "keras": keras_version}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
 def train_control(
     kind: str,
     *,
@@ -252,7 +261,7 @@ def train_control(
     else:
         params.update(family=family, area_range=list(area or spec.area_range), channels=channels)
         stem = f"{family}{len(class_names)}-{kind}"
-    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+    digest = cache_digest(params)
     directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     model_path = directory / f"{stem}-{digest}.keras"
     record_path = model_path.with_suffix(".json")
