@@ -312,10 +312,11 @@ def _summarize(table, class_names, policy_obj, seed) -> dict:
     from validator.metrics import METRICS
     from validator.stats import resamples_for, summarize
 
-    labelled = np.array([c is not None for c in table["class_name"]])
+    names = np.asarray(table["class_name"], dtype=object)
+    labelled = np.not_equal(names, None).astype(bool)
     slices = {"overall": labelled}
     for name in class_names:
-        mask = np.array([c == name for c in table["class_name"]])
+        mask = (names == name).astype(bool)
         if mask.any():
             slices[f"class={name}"] = mask
     box_ok = np.isfinite(table["area"]) & (table["area"] <= policy_obj.sample.max_box_area)

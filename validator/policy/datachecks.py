@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping
 
 import numpy as np
@@ -51,8 +52,9 @@ def data_checks(policy: Policy, classes: list[str | None], data_summary: Mapping
                              "Too few samples to judge the model", FAIL)]
     available = data_summary.get("available_per_class") or {}
     small = _SMALL_OUTCOME[spec.on_small_class]
+    counts = Counter(classes)
     for name in policy_classes(policy, classes):
-        n = sum(c == name for c in classes)
+        n = counts[name]
         note = f"; {available[name]} available in the data" if name in available else ""
         results.append(_count_result("data.min_per_class", f"class={name}", n, spec.min_per_class,
                                      "Too few samples of this class", small, note))

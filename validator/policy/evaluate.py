@@ -42,6 +42,9 @@ def evaluate(policy: Policy, table: Mapping[str, np.ndarray], *, data_summary: M
     today = today or date.today()
     infos = metric_infos(policy.regions)
     classes = class_column(table)
+    # one pass over the class column per table; every slice mask below is a vectorised comparison
+    labels = np.asarray(classes, dtype=object)
+    base_labels = np.asarray(class_column(baseline_table), dtype=object) if baseline_table is not None else None
     results = data_checks(policy, classes, data_summary)
     for check in policy.checks:
         info = infos[check.metric]
@@ -49,15 +52,15 @@ def evaluate(policy: Policy, table: Mapping[str, np.ndarray], *, data_summary: M
         class_slices = [c for c in slices if c is not None]
         for class_name in slices:
             confidence = slice_confidence(policy, len(class_slices), class_name is not None)
-            new = _estimate(check, info, policy, table, class_name, seed, confidence)
+            new = _estimate(check, info, policy, table, labels, class_name, seed, confidence)
             base = None
             if check.change and baseline_table is not None:
-                base = _estimate(check, info, policy, baseline_table, class_name, seed, confidence)
+                base = _estimate(check, info, policy, baseline_table, base_labels, class_name, seed, confidence)
             result = _judge(check, info, policy, new, base, baseline_table is not None,
                             _slice_label(class_name), confidence)
             result.confidence = confidence
             if result.outcome in (FAIL, WARN) and check.metric.startswith(CORNER_PREFIXES):
-                result.message += "; " + corner_sentence(table, _slice_rows(table, class_name))
+                result.message += "; " + corner_sentence(table, _slice_rows(labels, class_name))
             results.append(result)
     return apply_waivers(results, policy.waivers, today)
 
@@ -86,11 +89,11 @@ def corner_sentence(table: Mapping[str, np.ndarray], rows: np.ndarray) -> str:
     return f"the evidence sits in the corners, no single one (hottest corner per image: {detail})"
 
 
-def _slice_rows(table: Mapping[str, np.ndarray], class_name: str | None) -> np.ndarray:
-    classes = class_column(table)
-    rows = np.array([c is not None for c in classes], dtype=bool)
+def _slice_rows(labels: np.ndarray, class_name: str | None) -> np.ndarray:
+    """Rows of the slice: labelled rows, of ``class_name`` when given (``labels``: object array, None = none)."""
+    rows = np.not_equal(labels, None).astype(bool)
     if class_name is not None:
-        rows &= np.array([c == class_name for c in classes], dtype=bool)
+        rows &= (labels == class_name).astype(bool)
     return rows
 
 
@@ -99,11 +102,12 @@ def _slice_label(class_name: str | None) -> str:
 
 
 def _estimate(check: Check, info: MetricInfo, policy: Policy, table: Mapping[str, np.ndarray],
-              class_name: str | None, seed: int, confidence: float = FAMILY_CONFIDENCE) -> Estimate:
+              labels: np.ndarray, class_name: str | None, seed: int,
+              confidence: float = FAMILY_CONFIDENCE) -> Estimate:
     """The check's aggregate over the slice's usable rows (NaN values are dropped by aggregate)."""
     if check.metric not in table:
         raise CamgateError(f"check {check.id!r}: the per-sample table has no column {check.metric!r}")
-    rows = _slice_rows(table, class_name)
+    rows = _slice_rows(labels, class_name)
     if info.needs_box:
         # boxes covering most of the frame carry little signal: the caller counts them, we leave them out
         area = np.asarray(table["area"], dtype=float)
