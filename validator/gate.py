@@ -189,7 +189,7 @@ def _run(verdict: Verdict, model, data, policy, opts: AuditOptions, timer: _Time
 
     explainer_settings = _explainer_settings(policy_obj, opts)
     run = explain_set(loaded, samples, dataset.class_names, explainer_settings, regions=policy_obj.regions,
-                      timer=timer, progress=opts.progress)
+                      probes=policy_obj.probes, seed=seed, timer=timer, progress=opts.progress)
     verdict.explainer = run.settings
     verdict.sample = {
         "format": dataset.format,
@@ -212,6 +212,8 @@ def _run(verdict: Verdict, model, data, policy, opts: AuditOptions, timer: _Time
     verdict.data_issues = [issue.to_dict() for issue in dataset.issues + run.issues]
     verdict.table = run.table
     verdict.atlas = run.atlas
+    verdict.probes = run.probes or {}
+    verdict.discovery = run.discovery or {}
 
     baseline_table = None
     baseline_loaded = _load_baseline(opts, verdict)
@@ -230,6 +232,8 @@ def _run(verdict: Verdict, model, data, policy, opts: AuditOptions, timer: _Time
         "n_skipped_read": _skipped_before_selection(dataset),
         "n_selected": len(samples),
         "n_skipped_selected": len(samples) - run.n_rows,
+        # no box anywhere in the audited rows: checks that need boxes are not judged, the box-free ones judge
+        "n_with_box": int(np.sum(np.isfinite(run.table["area"]))),
         "available_per_class": {k: v["available"] for k, v in verdict.sample["per_class"].items()},
     }
     results = evaluate(

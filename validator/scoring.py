@@ -1,7 +1,8 @@
 """Explain a set of samples and score every map: the per-sample table the policy judges.
 
-Streams batches (data -> model -> explain -> metrics); only the table and a running mean map per class (the
-heat atlas) grow with the set, never images or maps.
+Streams batches (data -> model -> explain -> metrics); only the table, a running mean map per class (the
+heat atlas) and a grid x grid copy of each map (for the SpRAy clusters) grow with the set, never images or
+full maps. The probes (validator.probes) run on the same batches.
 """
 
 from __future__ import annotations
@@ -24,26 +25,37 @@ class SetRun:
     n_rows: int
     settings: dict
     issues: list
-    atlas: dict  # class name (or "overall") -> mean display-normalised map
+    atlas: dict  # class name (or "overall") -> mean of the maps normalised to sum 1, on the discovery grid
     explainer: object = None  # reused for the overlays: a second Explainer would trace its graph again
+    probes: dict | None = None  # what the probes ran on and cost (validator.probes.runner)
+    discovery: dict | None = None  # atlas region shares and SpRAy clusters per class
+    cluster_maps: dict | None = None  # (class, cluster) -> mean map of each cluster flagged off the object
 
 
-def explain_set(loaded, samples, class_names, settings: dict, *, regions=None, timer=None,
-                progress: Callable[[int, int], None] | None = None) -> SetRun:
-    """Stream the samples through the explainer; keep only the per-sample table and the running atlas.
+def explain_set(loaded, samples, class_names, settings: dict, *, regions=None, probes=None, seed: int = 0,
+                timer=None, progress: Callable[[int, int], None] | None = None) -> SetRun:
+    """Stream the samples through the explainer and the probes; keep the per-sample table and the atlas.
 
-    ``settings``: method, layer, batch_size, preprocess. ``timer.add(stage, since) -> now`` collects the time
-    spent per stage (data, explain, metrics) when given."""
+    ``settings``: method, layer, batch_size, preprocess. ``probes``: a ``validator.policy.model.Probes`` (None:
+    no probes, no discovery). ``timer.add(stage, since) -> now`` collects the time spent per stage (data,
+    explain, metrics, probes, discovery) when given."""
     timer = timer or _NoTimer()
     from validator.data import iter_batches
+    from validator.discovery.atlas import centre_heat
+    from validator.discovery.discover import DiscoveryCollector
     from validator.explain import Explainer
     from validator.metrics import score_maps
+    from validator.probes.runner import SANITY_COLUMN, ProbeRunner
 
+    samples = mixed_order(samples, seed)
     explainer = Explainer(loaded, method=settings["method"], layer=settings["layer"], batch_size=settings["batch_size"])
+    runner = None
+    if probes is not None:
+        runner = ProbeRunner(loaded, samples, probes, seed=seed, method=explainer.method.name,
+                             layer=explainer.target.name, batch_size=settings["batch_size"])
+    collector = DiscoveryCollector(probes.discovery_grid if probes else 16, probes.max_clusters if probes else 8, seed)
     issues: list = []
     chunks: list[dict] = []
-    atlas_sum: dict[str, np.ndarray] = {}
-    atlas_n: dict[str, int] = {}
     done = 0
     since = time.perf_counter()
     for batch in iter_batches(
@@ -62,6 +74,7 @@ def explain_set(loaded, samples, class_names, settings: dict, *, regions=None, t
         result = explainer.explain(batch.images, class_ids)
         since = timer.add("explain", since)
         scores = score_maps(result.maps, batch.boxes, regions=regions or None)
+        scores["centre_heat"] = centre_heat(result.maps)
         for i, s in enumerate(batch_samples):
             if s.class_id is None:
                 for key in scores:
@@ -79,34 +92,45 @@ def explain_set(loaded, samples, class_names, settings: dict, *, regions=None, t
             **scores,
         }
         chunk["dead"] = np.where(labelled, result.dead.astype(float), np.nan)
-        chunks.append(chunk)
-        _accumulate_atlas(atlas_sum, atlas_n, result, batch_samples)
+        collector.add(result.maps, batch.boxes, [s.class_name for s in batch_samples],
+                      [s.sample_id for s in batch_samples], labelled & ~result.dead)
         since = timer.add("metrics", since)
+        if runner is not None:
+            chunk.update(runner.on_batch(batch, class_ids, labelled, result))
+            since = timer.add("probes", since)
+        chunks.append(chunk)
         done += len(batch.indices)
         if progress is not None:
             progress(done, len(samples))
     table = _concat(chunks)
-    atlas = {name: atlas_sum[name] / atlas_n[name] for name in atlas_sum}
-    return SetRun(table, len(table["sample_id"]), explainer.settings | {"preprocess": settings["preprocess"]}, issues, atlas,
-                   explainer)
+    n_rows = len(table["sample_id"])
+    probe_summary = None
+    if runner is not None:
+        since = time.perf_counter()
+        table[SANITY_COLUMN], probe_summary = runner.finish(n_rows)
+        timer.add("sanity", since)
+    since = time.perf_counter()
+    atlas, discovery = collector.finish()
+    timer.add("discovery", since)
+    return SetRun(table, n_rows, explainer.settings | {"preprocess": settings["preprocess"]}, issues, atlas,
+                  explainer, probe_summary, discovery, collector.flagged_maps)
+
+
+def mixed_order(samples, seed: int) -> list:
+    """The samples with their images in a seeded random order, samples of one image kept adjacent (decoded once).
+
+    Readers list records by file name, which for class-folder layouts is by class: a batch of one class has
+    no donor of another class for the Mixed-Rand probe, and a per-batch anything would see one class only."""
+    groups: dict[object, list] = {}
+    for s in samples:
+        groups.setdefault(s.image_path, []).append(s)
+    order = np.random.default_rng(seed).permutation(len(groups))
+    keys = list(groups)
+    return [s for i in order for s in groups[keys[i]]]
 
 
 def _name(class_names, index) -> str:
     return class_names[index] if 0 <= index < len(class_names) else str(index)
-
-
-def _accumulate_atlas(sums: dict, counts: dict, result, batch_samples) -> None:
-    peaks = result.maps.reshape(len(result.maps), -1).max(axis=1)
-    for i, s in enumerate(batch_samples):
-        if result.dead[i] or s.class_id is None:
-            continue
-        normalised = result.maps[i] / peaks[i]  # display normalisation: the atlas shows WHERE, not how much
-        for key in ("overall", s.class_name):
-            if key not in sums:
-                sums[key] = np.zeros_like(normalised, dtype=np.float64)
-                counts[key] = 0
-            sums[key] += normalised
-            counts[key] += 1
 
 
 def _concat(chunks: list[dict]) -> dict:

@@ -10,7 +10,8 @@ from pathlib import Path
 from validator import __version__
 
 PASS, WARN, FAIL, ERROR = "PASS", "WARN", "FAIL", "ERROR"
-INCONCLUSIVE = "INCONCLUSIVE"  # the policy compared nothing (every check skipped or not judged)
+# the policy compared nothing (every check skipped or not judged), or the maps failed the sanity check
+INCONCLUSIVE = "INCONCLUSIVE"
 STATUSES = (PASS, WARN, FAIL, ERROR, INCONCLUSIVE)
 # Exit codes: 0 pass (warnings allowed unless --fail-on warn), 1 gate failed, 2 usage or policy error,
 # 3 runtime error (incl. interrupted), 4 inconclusive (nothing was compared: not a pass).
@@ -37,6 +38,8 @@ class Verdict:
     waivers: list[dict] = field(default_factory=list)
     data_issues: list[dict] = field(default_factory=list)
     baseline: dict | None = None
+    probes: dict = field(default_factory=dict)  # what the probes ran on, sanity per stage, their cost
+    discovery: dict = field(default_factory=dict)  # heat atlas region shares and SpRAy clusters per class
     overlays: list[dict] = field(default_factory=list)
     outputs: dict = field(default_factory=dict)
     tracking: dict = field(default_factory=dict)
@@ -54,6 +57,10 @@ class Verdict:
     @property
     def failed_checks(self) -> list[dict]:
         return [c for c in self.checks if c.get("outcome") == FAIL]
+
+    @property
+    def inconclusive_checks(self) -> list[dict]:
+        return [c for c in self.checks if c.get("outcome") == INCONCLUSIVE]
 
     @property
     def warned_checks(self) -> list[dict]:
@@ -88,6 +95,8 @@ class Verdict:
                 "waivers": self.waivers,
                 "baseline": self.baseline,
                 "summary": self.summary,
+                "probes": self.probes,
+                "discovery": self.discovery,
                 "data_issues": self.data_issues,
                 "overlays": self.overlays,
                 "outputs": self.outputs,
@@ -152,7 +161,7 @@ VERDICT_SCHEMA = {
                     "check_id": {"type": "string"},
                     "slice": {"type": "string"},
                     "metric": {"type": "string"},
-                    "outcome": {"enum": ["PASS", "WARN", "FAIL", "SKIPPED", "NOT_JUDGED"]},
+                    "outcome": {"enum": ["PASS", "WARN", "FAIL", "SKIPPED", "NOT_JUDGED", "INCONCLUSIVE"]},
                     "message": {"type": "string"},
                     "n": {"type": "integer", "minimum": 0},
                     "observed": {"type": ["number", "null"]},

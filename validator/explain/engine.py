@@ -65,6 +65,36 @@ def _hooks(target, head_layer, sink: list, tape):
         yield
 
 
+def head_outputs(loaded: LoadedModel):
+    """``f(outputs) -> (explained class scores [N, classes], probabilities [N, classes])`` for this model's head.
+
+    One definition for the explainers and the forward-only :class:`~validator.explain.predict.Predictor`, so a
+    probe's probabilities are the same numbers the explainer reports."""
+    probabilities_out = loaded.head_activation is not None and not loaded.head_bypass
+    tiny = tf.constant(1e-30, tf.float32)
+    eps = tf.constant(1e-7, tf.float32)
+
+    def scores_and_probabilities(outputs):
+        """(explained class scores [N, classes], probabilities [N, classes]) from the model's outputs."""
+        if probabilities_out and loaded.binary_sigmoid:  # sigmoid probability: recover the logit
+            positive = tf.clip_by_value(outputs[:, :1], 0.0, 1.0)
+            clipped = tf.clip_by_value(outputs[:, :1], eps, 1.0 - eps)
+            logit = tf.math.log(clipped) - tf.math.log1p(-clipped)
+            return tf.concat([-logit, logit], axis=1), tf.concat([1.0 - positive, positive], axis=1)
+        if probabilities_out and loaded.head_activation == "softmax":  # explain log p_c
+            return tf.math.log(tf.maximum(outputs, tiny)), tf.clip_by_value(outputs, 0.0, 1.0)
+        if probabilities_out:  # multi-label sigmoid probabilities (not detected today): as they are
+            return outputs, tf.clip_by_value(outputs, 0.0, 1.0)
+        if loaded.binary_sigmoid:  # one logit: class 1 is +logit, class 0 is -logit
+            positive = tf.sigmoid(outputs[:, :1])
+            return tf.concat([-outputs, outputs], axis=1), tf.concat([1.0 - positive, positive], axis=1)
+        if loaded.head_activation == "sigmoid":  # multi-label head: independent probabilities
+            return outputs, tf.sigmoid(outputs)
+        return outputs, tf.nn.softmax(outputs, axis=1)
+
+    return scores_and_probabilities
+
+
 class Explainer:
     """Batched CAM-family explainer for one model, one method and one target layer.
 
@@ -125,27 +155,7 @@ class Explainer:
         height, width = loaded.input_size
         spec = tf.TensorSpec([None, height, width, loaded.channels], tf.float32)
 
-        probabilities_out = loaded.head_activation is not None and not loaded.head_bypass
-        tiny = tf.constant(1e-30, tf.float32)
-        eps = tf.constant(1e-7, tf.float32)
-
-        def scores_and_probabilities(outputs):
-            """(explained class scores [N, classes], probabilities [N, classes]) from the model's outputs."""
-            if probabilities_out and loaded.binary_sigmoid:  # sigmoid probability: recover the logit
-                positive = tf.clip_by_value(outputs[:, :1], 0.0, 1.0)
-                clipped = tf.clip_by_value(outputs[:, :1], eps, 1.0 - eps)
-                logit = tf.math.log(clipped) - tf.math.log1p(-clipped)
-                return tf.concat([-logit, logit], axis=1), tf.concat([1.0 - positive, positive], axis=1)
-            if probabilities_out and loaded.head_activation == "softmax":  # explain log p_c
-                return tf.math.log(tf.maximum(outputs, tiny)), tf.clip_by_value(outputs, 0.0, 1.0)
-            if probabilities_out:  # multi-label sigmoid probabilities (not detected today): as they are
-                return outputs, tf.clip_by_value(outputs, 0.0, 1.0)
-            if loaded.binary_sigmoid:  # one logit: class 1 is +logit, class 0 is -logit
-                positive = tf.sigmoid(outputs[:, :1])
-                return tf.concat([-outputs, outputs], axis=1), tf.concat([1.0 - positive, positive], axis=1)
-            if loaded.head_activation == "sigmoid":  # multi-label head: independent probabilities
-                return outputs, tf.sigmoid(outputs)
-            return outputs, tf.nn.softmax(outputs, axis=1)
+        scores_and_probabilities = head_outputs(loaded)
 
         @tf.function(input_signature=[spec, tf.TensorSpec([None], tf.int32)], reduce_retracing=True)
         def step(images, class_ids):

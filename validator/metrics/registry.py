@@ -13,6 +13,12 @@ from dataclasses import dataclass
 
 CONTINUOUS = "continuous"
 BOOLEAN = "boolean"
+# Where a metric's evidence comes from. Only HEATMAP metrics are put in doubt by a failed explainer sanity
+# check: probes and predictions do not read the heatmap.
+HEATMAP = "heatmap"
+PROBE = "probe"  # forward passes on altered images (counterfactual, faithfulness)
+PREDICTION = "prediction"
+SANITY = "sanity"
 REGION_PREFIX = "region_"
 CORNERS = ("tl", "tr", "bl", "br")
 
@@ -28,10 +34,12 @@ class MetricInfo:
     kind: str
     needs_box: bool
     description: str
+    source: str = HEATMAP  # HEATMAP | PROBE | PREDICTION | SANITY
+    subset: bool = False  # computed on a sample of the audited rows only (NaN elsewhere)
 
 
-def _info(name, higher, lo, hi, kind, needs_box, description) -> MetricInfo:
-    return MetricInfo(name, higher, float(lo), float(hi), kind, needs_box, description)
+def _info(name, higher, lo, hi, kind, needs_box, description, source=HEATMAP, subset=False) -> MetricInfo:
+    return MetricInfo(name, higher, float(lo), float(hi), kind, needs_box, description, source, subset)
 
 
 def region_info(name: str) -> MetricInfo:
@@ -82,9 +90,43 @@ _ENTRIES = [
           "Largest corner lift of the image: finds a mark in whichever corner it sits (Decoy MNIST)."),
     _info("border_heat", False, 0, 1, CONTINUOUS, False,
           "Share of heat in a band along all four image edges, excluding object pixels."),
-    _info("correct", True, 0, 1, BOOLEAN, False, "1 when the model's prediction equals the label (filled by the caller)."),
+    _info("centre_heat", None, 0, 1, CONTINUOUS, False,
+          "Share of heat in the central 50% x 50% rectangle (a quarter of the image): with no boxes, where "
+          "the evidence sits; 0.25 for a uniform map."),
+    _info("correct", True, 0, 1, BOOLEAN, False, "1 when the model's prediction equals the label (filled by the caller).",
+          PREDICTION),
     _info("confidence", None, 0, 1, CONTINUOUS, False,
-          "Predicted probability of the explained class (filled by the caller)."),
+          "Predicted probability of the explained class (filled by the caller).", PREDICTION),
+    # counterfactual probes (validator.probes.counterfactual): forward passes on altered images
+    _info("bg_only_correct", False, 0, 1, BOOLEAN, True,
+          "1 when the model still predicts the class with the object boxes filled (background only).", PROBE),
+    _info("bg_only_skill", False, -math.inf, 1, CONTINUOUS, True,
+          "(bg_only_correct - 1/C) / (1 - 1/C): its mean is background-only accuracy above chance "
+          "(0 = chance, 1 = the background alone always gives the class).", PROBE),
+    _info("bg_only_confidence", False, 0, 1, CONTINUOUS, True,
+          "Probability of the true class on the background-only image.", PROBE),
+    _info("object_only_correct", True, 0, 1, BOOLEAN, True,
+          "1 when the model predicts the class with the object pasted on another class's background "
+          "(Mixed-Rand).", PROBE),
+    _info("bg_gap", False, -1, 1, CONTINUOUS, True,
+          "correct - object_only_correct: its mean is the accuracy lost when the background is swapped for "
+          "another class's (BG-gap, Xiao et al. 2020).", PROBE),
+    _info("confidence_drop", None, -1, 1, CONTINUOUS, True,
+          "True-class probability on the image minus on the background-only image.", PROBE),
+    # faithfulness (validator.probes.faithfulness): on a sample of the rows
+    _info("deletion_auc", False, 0, 1, CONTINUOUS, False,
+          "Area under the true-class probability as the hottest pixels are removed (Petsiuk et al. 2018): "
+          "low = the map finds what the model uses.", PROBE, True),
+    _info("insertion_auc", True, 0, 1, CONTINUOUS, False,
+          "Area under the true-class probability as the hottest pixels are inserted into a blurred image.",
+          PROBE, True),
+    _info("faithfulness_gap", True, -1, 1, CONTINUOUS, False,
+          "insertion_auc - deletion_auc: near 0 for a map unrelated to the model.", PROBE, True),
+    # explainer sanity (validator.probes.sanity): on a sample of the rows
+    _info("sanity_spearman", False, -1, 1, CONTINUOUS, False,
+          "Spearman rank correlation of the map with the map of the same image after the model's weights "
+          "are randomised (Adebayo et al. 2018): near 1 means the map does not depend on what the model "
+          "learned.", SANITY, True),
 ]
 
 METRICS: dict[str, MetricInfo] = {m.name: m for m in _ENTRIES}

@@ -11,16 +11,17 @@ import numpy as np
 
 from validator.errors import CamgateError
 from validator.metrics import MetricInfo
+from validator.metrics.registry import HEATMAP
 from validator.policy.datachecks import class_column, data_checks, slice_classes
 from validator.policy.model import Check, Policy
-from validator.policy.result import FAIL, NOT_JUDGED, PASS, SKIPPED, WARN, CheckResult
+from validator.policy.result import FAIL, INCONCLUSIVE, NOT_JUDGED, PASS, SKIPPED, WARN, CheckResult
 from validator.policy.schema import metric_infos
 from validator.policy.waivers import apply_waivers
 from validator.policy.wording import bounded_quantity, change_words, fmt, interval
 from validator.stats import Estimate, aggregate, resamples_for
 
-_SEVERITY_OUTCOME = {"fail": FAIL, "warn": WARN, "not_judged": NOT_JUDGED}
-_RANK = {SKIPPED: 0, NOT_JUDGED: 0, PASS: 1, WARN: 2, FAIL: 3}
+_SEVERITY_OUTCOME = {"fail": FAIL, "warn": WARN, "not_judged": NOT_JUDGED, "inconclusive": INCONCLUSIVE}
+_RANK = {SKIPPED: 0, NOT_JUDGED: 0, PASS: 1, WARN: 2, INCONCLUSIVE: 3, FAIL: 4}
 FAMILY_CONFIDENCE = 0.95
 
 
@@ -46,8 +47,12 @@ def evaluate(policy: Policy, table: Mapping[str, np.ndarray], *, data_summary: M
     labels = np.asarray(classes, dtype=object)
     base_labels = np.asarray(class_column(baseline_table), dtype=object) if baseline_table is not None else None
     results = data_checks(policy, classes, data_summary)
+    no_boxes = data_summary.get("n_with_box") == 0
     for check in policy.checks:
         info = infos[check.metric]
+        if no_boxes and info.needs_box:
+            results.append(_no_box_result(check))
+            continue
         slices = slice_classes(check, policy, classes)
         class_slices = [c for c in slices if c is not None]
         for class_name in slices:
@@ -62,7 +67,35 @@ def evaluate(policy: Policy, table: Mapping[str, np.ndarray], *, data_summary: M
             if result.outcome in (FAIL, WARN) and check.metric.startswith(CORNER_PREFIXES):
                 result.message += "; " + corner_sentence(table, _slice_rows(labels, class_name))
             results.append(result)
-    return apply_waivers(results, policy.waivers, today)
+    return distrust_heatmaps(apply_waivers(results, policy.waivers, today), infos)
+
+
+def distrust_heatmaps(results: list[CheckResult], infos: Mapping[str, MetricInfo]) -> list[CheckResult]:
+    """A violated ``severity: inconclusive`` check (the explainer sanity check) says the maps do not depend
+    on what the model learned: every heatmap check that PASSed or WARNed becomes INCONCLUSIVE, since its
+    evidence cannot be trusted. A FAIL stays FAIL (the gate fails closed), and probes that do not read the
+    map keep their outcome."""
+    doubts = [r for r in results if r.severity == "inconclusive" and r.outcome == INCONCLUSIVE]
+    if not doubts:
+        return results
+    why = "; ".join(f"{r.check_id} {r.slice}" for r in doubts)
+    for r in results:
+        info = infos.get(r.metric)
+        if r.outcome in (PASS, WARN) and info is not None and info.source == HEATMAP:
+            r.outcome = INCONCLUSIVE
+            r.message += f"; not trusted: the maps barely change when the model's weights are randomised ({why})"
+    return results
+
+
+def _no_box_result(check: Check) -> CheckResult:
+    nan = float("nan")
+    return CheckResult(
+        check_id=check.id, slice="overall", metric=check.metric, aggregate=check.aggregate, bound=check.bound,
+        severity=check.severity, observed=nan, lo=nan, hi=nan, compared=nan, n=0, min=check.min, max=check.max,
+        baseline=None, change=dict(check.change) if check.change else None, outcome=NOT_JUDGED,
+        message=f"{check.id}: the data has no object boxes, and {check.metric} needs them: not judged "
+                f"(the box-free checks and the heat atlas judge this model)",
+    )
 
 
 CORNER_PREFIXES = ("corner_lift_", "corner_heat_")

@@ -11,11 +11,16 @@ from validator.explain.names import METHOD_NAMES as METHODS  # noqa: F401  (one 
 from validator.stats import AGGREGATES  # noqa: F401  (the aggregates stats implements)
 
 BOUNDS = ("point", "lower", "upper")
-SEVERITIES = ("fail", "warn")
+# "inconclusive": a violated check does not fail the gate but says the heatmap checks cannot be trusted
+# (the explainer sanity check): their PASS and WARN become INCONCLUSIVE.
+SEVERITIES = ("fail", "warn", "inconclusive")
 SLICE_MODES = ("overall", "per_class")
 MISSING_BASELINE = ("skip", "fail")
 # What a slice with fewer samples than it needs becomes: its own outcome (default for classes) or a severity.
 SMALL_SLICE = ("not_judged", "warn", "fail")
+ON_MISSING = (*SMALL_SLICE, "inconclusive")
+FILLS = ("mean", "blur", "inpaint")  # how the counterfactual probe fills the object boxes
+BASELINES = ("blur", "zero", "mean")  # what deletion / insertion replace pixels with
 # Family-wise error control over the per-class slices of one check.
 MULTIPLE_COMPARISONS = ("bonferroni", "none")
 # Ids of the data checks evaluate() always runs; waivers may name them, checks may not reuse them.
@@ -38,6 +43,30 @@ class SampleSpec:
     max_box_area: float = 0.5
     max_skipped_fraction: float = 0.05
     on_small_class: str = "not_judged"  # a class below min_per_class: not_judged | warn | fail
+
+
+@dataclass(frozen=True)
+class Probes:
+    """Checks that do not read the heatmap alone (DESIGN.md section 5). ``*_samples`` 0 switches one off."""
+
+    counterfactual: bool = True  # background-only and Mixed-Rand forward passes on every audited image
+    fill: str = "mean"
+    faithfulness_samples: int = 50  # deletion / insertion AUC: 2 * (steps + 1) forward passes per image
+    faithfulness_steps: int = 20
+    faithfulness_baseline: str = "blur"
+    sanity_samples: int = 32  # cascading weight randomisation: one explain pass per stage
+    sanity_stages: int = 8
+    discovery_grid: int = 16  # heat atlas and SpRAy clusters on grid x grid downsampled maps
+    max_clusters: int = 8
+
+    def to_dict(self) -> dict:
+        return {
+            "counterfactual": {"enabled": self.counterfactual, "fill": self.fill},
+            "faithfulness": {"samples": self.faithfulness_samples, "steps": self.faithfulness_steps,
+                             "baseline": self.faithfulness_baseline},
+            "sanity": {"samples": self.sanity_samples, "stages": self.sanity_stages},
+            "discovery": {"grid": self.discovery_grid, "max_clusters": self.max_clusters},
+        }
 
 
 @dataclass(frozen=True)
@@ -98,6 +127,7 @@ class Policy:
     classes: tuple[str, ...] | None = None
     explainer: Explainer = field(default_factory=Explainer)
     sample: SampleSpec = field(default_factory=SampleSpec)
+    probes: Probes = field(default_factory=Probes)
     regions: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
     on_missing_baseline: str = "skip"
     multiple_comparisons: str = "bonferroni"
@@ -121,6 +151,7 @@ class Policy:
                 "max_skipped_fraction": self.sample.max_skipped_fraction,
                 "on_small_class": self.sample.on_small_class,
             },
+            "probes": self.probes.to_dict(),
             "regions": {k: list(v) for k, v in self.regions.items()},
             "on_missing_baseline": self.on_missing_baseline,
             "multiple_comparisons": self.multiple_comparisons,

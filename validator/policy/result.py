@@ -10,7 +10,9 @@ PASS, WARN, FAIL, SKIPPED = "PASS", "WARN", "FAIL", "SKIPPED"
 # A slice with too few samples to judge (a small class): listed and counted, never a pass or a failure
 # unless the policy asks (``sample.on_small_class``).
 NOT_JUDGED = "NOT_JUDGED"
-OUTCOMES = (PASS, WARN, FAIL, SKIPPED, NOT_JUDGED)
+# A heatmap check whose maps failed the explainer sanity check (or the sanity check itself): not a pass.
+INCONCLUSIVE = "INCONCLUSIVE"
+OUTCOMES = (PASS, WARN, FAIL, SKIPPED, NOT_JUDGED, INCONCLUSIVE)
 
 
 @dataclass
@@ -30,7 +32,7 @@ class CheckResult:
     max: float | None
     baseline: float | None
     change: dict | None
-    outcome: str  # PASS | WARN | FAIL | SKIPPED | NOT_JUDGED
+    outcome: str  # PASS | WARN | FAIL | SKIPPED | NOT_JUDGED | INCONCLUSIVE
     message: str
     waiver: dict | None = None
     confidence: float = 0.95  # level of the interval [lo, hi] (Bonferroni-adjusted on per-class slices)
@@ -46,16 +48,16 @@ def _json_number(value):
     return value
 
 
-INCONCLUSIVE = "INCONCLUSIVE"
-
-
 def gate_status(results: Iterable[CheckResult]) -> str:
-    """FAIL if any check failed; else INCONCLUSIVE if no policy check compared anything (every slice SKIPPED or
-    NOT_JUDGED: a gate that judged nothing must not read as a pass); else WARN if any warned; else PASS."""
+    """FAIL if any check failed; else INCONCLUSIVE if any check is INCONCLUSIVE (the maps failed the sanity
+    check) or no policy check compared anything (every slice SKIPPED or NOT_JUDGED: a gate that judged nothing
+    must not read as a pass); else WARN if any warned; else PASS."""
     results = list(results)
     outcomes = {r.outcome for r in results}
     if FAIL in outcomes:
         return FAIL
+    if INCONCLUSIVE in outcomes:
+        return INCONCLUSIVE
     judged = [r for r in results if not r.check_id.startswith("data.") and r.outcome in (PASS, WARN, FAIL)]
     if not judged:
         return INCONCLUSIVE

@@ -12,17 +12,21 @@ from validator.metrics import METRICS, MetricInfo, region_info
 from validator.policy.fields import Fields, check_number
 from validator.policy.model import (
     AGGREGATES,
+    BASELINES,
     BOUNDS,
     BUILTIN_CHECK_IDS,
+    FILLS,
     METHODS,
     MISSING_BASELINE,
     MULTIPLE_COMPARISONS,
+    ON_MISSING,
     SEVERITIES,
     SLICE_MODES,
     SMALL_SLICE,
     Check,
     Explainer,
     Policy,
+    Probes,
     SampleSpec,
     Waiver,
 )
@@ -31,7 +35,7 @@ from validator.policy.source import Source, read_policy_file, suggest
 BUILTIN_POLICIES = ("default", "strict", "example")
 _CHECK_ID = re.compile(r"^[a-z0-9_.-]+$")
 _REGION_NAME = re.compile(r"^[a-z0-9_]+$")
-_TOP_KEYS = ("name", "version", "classes", "explainer", "sample", "regions", "on_missing_baseline",
+_TOP_KEYS = ("name", "version", "classes", "explainer", "sample", "probes", "regions", "on_missing_baseline",
              "multiple_comparisons", "checks", "waivers")
 _CHECK_KEYS = ("id", "description", "metric", "aggregate", "threshold", "bound", "min", "max", "change",
                "severity", "slices", "min_samples", "on_missing")
@@ -89,6 +93,7 @@ def _policy(data: Mapping, source: Source) -> Policy:
         classes=classes,
         explainer=_explainer(top.raw_value("explainer"), source),
         sample=sample,
+        probes=_probes(top.raw_value("probes"), source),
         regions=regions,
         on_missing_baseline=top.choice("on_missing_baseline", MISSING_BASELINE, "skip"),
         multiple_comparisons=top.choice("multiple_comparisons", MULTIPLE_COMPARISONS, "bonferroni"),
@@ -114,6 +119,35 @@ def _explainer(raw: object, source: Source) -> Explainer:
     f = Fields(raw, "explainer", source, ("method", "layer", "batch_size"), "explainer")
     return Explainer(method=f.choice("method", METHODS, "gradcam"), layer=f.string("layer", None),
                      batch_size=f.integer("batch_size", 32, lo=1))
+
+
+def _probes(raw: object, source: Source) -> Probes:
+    top = Fields(raw, "probes", source, ("counterfactual", "faithfulness", "sanity", "discovery"), "probes")
+    raw_cf = top.raw_value("counterfactual")
+    if isinstance(raw_cf, bool):  # `counterfactual: false` switches it off
+        enabled, raw_cf = raw_cf, None
+    else:
+        enabled = True
+    cf = Fields(raw_cf, "probes.counterfactual", source, ("enabled", "fill"), "probes.counterfactual")
+    faith = Fields(top.raw_value("faithfulness"), "probes.faithfulness", source, ("samples", "steps", "baseline"),
+                   "probes.faithfulness")
+    sanity = Fields(top.raw_value("sanity"), "probes.sanity", source, ("samples", "stages"), "probes.sanity")
+    disc = Fields(top.raw_value("discovery"), "probes.discovery", source, ("grid", "max_clusters"),
+                  "probes.discovery")
+    enabled_value = cf.raw_value("enabled", enabled)
+    if not isinstance(enabled_value, bool):
+        raise cf.error("enabled", f"must be true or false, got {enabled_value!r}")
+    return Probes(
+        counterfactual=enabled_value,
+        fill=cf.choice("fill", FILLS, "mean"),
+        faithfulness_samples=faith.integer("samples", 50, lo=0),
+        faithfulness_steps=faith.integer("steps", 20, lo=1),
+        faithfulness_baseline=faith.choice("baseline", BASELINES, "blur"),
+        sanity_samples=sanity.integer("samples", 32, lo=0),
+        sanity_stages=sanity.integer("stages", 8, lo=1),
+        discovery_grid=disc.integer("grid", 16, lo=2),
+        max_clusters=disc.integer("max_clusters", 8, lo=1),
+    )
 
 
 def _sample(raw: object, source: Source) -> SampleSpec:
@@ -204,7 +238,7 @@ def _check(raw: object, path: str, source: Source, classes, sample: SampleSpec,
         slices=slices, min_samples=f.integer("min_samples", sample.min_per_class, lo=1),
         # Too few samples: an overall slice is as serious as the check itself; a class slice follows
         # sample.on_small_class (default: not judged). Either can be set per check.
-        on_missing=f.choice("on_missing", SMALL_SLICE,
+        on_missing=f.choice("on_missing", ON_MISSING,
                             severity if slices == "overall" else _small(sample.on_small_class, severity)),
         description=f.string("description", None),
     )

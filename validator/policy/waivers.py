@@ -1,4 +1,4 @@
-"""Waivers: an active waiver turns a check's FAIL into WARN; an expired one does nothing."""
+"""Waivers: an active waiver turns a check's FAIL (or INCONCLUSIVE) into WARN; an expired one does nothing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import date
 
 from validator.policy.model import Policy, Waiver
-from validator.policy.result import FAIL, WARN, CheckResult
+from validator.policy.result import FAIL, INCONCLUSIVE, WARN, CheckResult
 
 
 def _matches(waiver: Waiver, result: CheckResult) -> bool:
@@ -15,11 +15,11 @@ def _matches(waiver: Waiver, result: CheckResult) -> bool:
 
 
 def apply_waivers(results: list[CheckResult], waivers: Iterable[Waiver], today: date) -> list[CheckResult]:
-    """Downgrade each FAIL covered by an active waiver to WARN and attach the waiver."""
+    """Downgrade each FAIL or INCONCLUSIVE covered by an active waiver to WARN and attach the waiver."""
     active = [w for w in waivers if w.is_active(today)]
     out = []
     for result in results:
-        waiver = next((w for w in active if _matches(w, result)), None) if result.outcome == FAIL else None
+        waiver = next((w for w in active if _matches(w, result)), None) if result.outcome in (FAIL, INCONCLUSIVE) else None
         if waiver is not None:
             result = replace(
                 result, outcome=WARN, waiver=waiver.to_dict(),

@@ -19,7 +19,7 @@ SUMMARY_LIMIT = 512 * 1024  # GitHub caps a step summary at 1 MiB; stay well und
 # it (a rerun into the same folder must not show an older samples.csv, error.log or overlay).
 OWNED_FILES = ("verdict.json", "BLESSED", "NOT_BLESSED", "junit.xml", "summary.md", "report.html",
                "samples.csv", "error.log")
-OWNED_OVERLAY_PREFIXES = ("worst_", "typical_", "atlas_")
+OWNED_OVERLAY_PREFIXES = ("worst_", "typical_", "atlas_", "cluster_")
 UNFINISHED = "the audit did not finish (it is still running, or it was killed before it could write a verdict)"
 
 

@@ -29,31 +29,51 @@ def render_overlays(loaded, samples, run, settings: dict, out_dir: Path) -> list
     from validator.explain import Explainer
     from validator.report.overlay import render_atlas, render_overlay, write_png
 
-    picks = pick_overlays(run.table)
+    picks = pick_overlays(run.table) + cluster_picks(run.discovery or {})
     overlays: list[dict] = []
     overlay_dir = out_dir / "overlays"
     by_id = {s.sample_id: s for s in samples}
-    chosen = [by_id[p["sample_id"]] for p in picks if p["sample_id"] in by_id]
+    chosen = [by_id[i] for i in dict.fromkeys(p["sample_id"] for p in picks) if i in by_id]
     if chosen:
         explainer = run.explainer or Explainer(
             loaded, method=settings["method"], layer=settings["layer"], batch_size=settings["batch_size"]
         )
-        kinds = {p["sample_id"]: p for p in picks}
+        kinds: dict = {}
+        for p in picks:
+            kinds.setdefault(p["sample_id"], []).append(p)
         for batch in iter_batches(chosen, input_size=loaded.input_size, channels=loaded.input_channels,
                                   batch_size=settings["batch_size"], preprocess=settings["preprocess"]):
             batch_samples = [chosen[i] for i in batch.indices]
             result = explainer.explain(batch.images, np.array([s.class_id for s in batch_samples]))
             for i, s in enumerate(batch_samples):
-                pick = kinds[s.sample_id]
-                name = f"{pick['kind']}_{safe_name(s.class_name)}_{pick['rank']}_{safe_name(s.sample_id)}.png"
-                path = write_png(overlay_dir / name, render_overlay(batch.raw[i], result.maps[i], batch.boxes[i]))
-                overlays.append({**pick, "class_name": s.class_name, "path": str(path.relative_to(out_dir))})
+                image = render_overlay(batch.raw[i], result.maps[i], batch.boxes[i])
+                for pick in kinds[s.sample_id]:  # one sample may be a worst offender and a cluster example
+                    name = f"{pick['kind']}_{safe_name(s.class_name)}_{pick['rank']}_{safe_name(s.sample_id)}.png"
+                    path = write_png(overlay_dir / name, image)
+                    overlays.append({**pick, "class_name": s.class_name, "path": str(path.relative_to(out_dir))})
     for key, mean_map in run.atlas.items():
         name = "atlas_overall.png" if key == "overall" else f"atlas_{safe_name(key)}.png"
         write_png(overlay_dir / name, render_atlas(mean_map))
         overlays.append({"kind": "atlas", "class_name": None if key == "overall" else key, "path": f"overlays/{name}",
                          "sample_id": None, "rank": 0, "lift": None})
+    for (class_name, index), mean_map in (run.cluster_maps or {}).items():
+        name = f"cluster_{safe_name(class_name)}_{index}.png"
+        write_png(overlay_dir / name, render_atlas(mean_map))
+        overlays.append({"kind": "cluster", "class_name": class_name, "path": f"overlays/{name}", "sample_id": None,
+                         "rank": index, "lift": None, "caption": f"mean map of cluster {index + 1}"})
     return overlays
+
+
+def cluster_picks(discovery: dict) -> list[dict]:
+    """The example samples of each SpRAy cluster flagged off the object, shown beside its mean map."""
+    picks = []
+    for entry in (discovery.get("clusters") or {}).values():
+        for cluster in entry.get("clusters") or []:
+            if cluster.get("off_object"):
+                for rank, sample_id in enumerate(cluster.get("examples") or []):
+                    picks.append({"kind": "cluster_example", "rank": rank, "sample_id": sample_id, "lift": None,
+                                  "caption": f"cluster {cluster['cluster'] + 1} example"})
+    return picks
 
 
 def pick_overlays(table) -> list[dict]:

@@ -50,12 +50,21 @@ def render_html(data: dict, out_dir: Path) -> str:
             parts.append(f"<h2>{title}</h2><div class='gallery' id='{kind}'>")
             parts += [_figure(out_dir, o) for o in shown]
             parts.append("</div>")
+    parts.append(_evidence(data))
     atlases = [o for o in overlays if o["kind"] == "atlas"]
     if atlases:
-        parts.append("<h2>Heat atlas</h2><p>Mean of the display-normalised maps over the set; corners outlined. "
-                     "A hot corner or border here is a shortcut candidate even where boxes are missing.</p>"
+        parts.append("<h2>Heat atlas</h2><p>Mean of the maps, each normalised to sum 1, on a fixed grid; corners "
+                     "outlined. A hot corner or border here is a shortcut candidate even where boxes are missing.</p>"
                      "<div class='gallery' id='atlas'>")
         parts += [_figure(out_dir, o) for o in atlases]
+        parts.append("</div>")
+    clusters = [o for o in overlays if o["kind"] in ("cluster", "cluster_example")]
+    if clusters:
+        parts.append("<h2>Clusters with the heat off the object</h2><p>SpRAy (Lapuschkin et al. 2019): spectral "
+                     "clustering of each class's maps; a cluster whose mean map sits off the objects (off the "
+                     "centre without boxes) is a subgroup the model may read for the wrong reason. Its mean map "
+                     "and examples:</p><div class='gallery' id='clusters'>")
+        parts += [_figure(out_dir, o) for o in clusters]
         parts.append("</div>")
     parts.append(_issues(data))
     parts.append("</body></html>")
@@ -107,6 +116,29 @@ def _checks_table(data: dict) -> str:
     return f"<h2>Checks</h2><table id='checks'><tr><th>outcome</th><th>check</th><th>slice</th><th>detail</th></tr>{''.join(rows)}</table>"
 
 
+def _evidence(data: dict) -> str:
+    from validator.report.evidence import probe_rows, sanity_stages
+
+    rows = probe_rows(data)
+    if not rows:
+        return ""
+    body = "".join(
+        f"<tr><td>{escape(r['label'])} (<code>{escape(r['metric'])}</code> {escape(r['aggregate'])})</td>"
+        f"<td>{fmt(r['value'])}</td><td>[{fmt(r['lo'])}, {fmt(r['hi'])}]</td><td>{r['n']}</td>"
+        f"<td>{escape(r['note'])}</td></tr>" for r in rows)
+    stages = sanity_stages(data)
+    cascade = ""
+    if stages:
+        cells = "".join(f"<tr><td>{s.get('n_top')}</td><td>{escape(str((s.get('layers') or [''])[-1]))}</td>"
+                        f"<td>{fmt(s.get('mean'))}</td><td>{fmt(s.get('median'))}</td></tr>" for s in stages)
+        cascade = ("<h3>Explainer sanity (Adebayo et al. 2018)</h3><p>Spearman rank correlation of each map with "
+                   "the map after the top weighted layers are re-initialised, cumulatively from the top.</p>"
+                   "<table id='sanity'><tr><th>layers randomised</th><th>last layer</th><th>mean</th>"
+                   f"<th>median</th></tr>{cells}</table>")
+    return ("<h2>Beyond the heatmap</h2><table id='probes'><tr><th>probe</th><th>value</th><th>interval</th>"
+            f"<th>n</th><th>reading</th></tr>{body}</table>{cascade}")
+
+
 def _figure(out_dir: Path, overlay: dict) -> str:
     path = out_dir / overlay["path"]
     try:
@@ -114,6 +146,8 @@ def _figure(out_dir: Path, overlay: dict) -> str:
     except OSError:
         return f"<figure><figcaption>missing image {escape(overlay['path'])}</figcaption></figure>"
     caption = escape(str(overlay.get("class_name") or "all classes"))
+    if overlay.get("caption"):
+        caption += f" · {escape(str(overlay['caption']))}"
     if overlay.get("lift") is not None:
         caption += f" · lift {overlay['lift']:.2f}"
     if overlay.get("corner_heat_max") is not None:

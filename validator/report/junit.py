@@ -11,7 +11,8 @@ def render_junit(data: dict) -> str:
         "testsuite",
         name=f"camgate.{data.get('model_name') or 'model'}",
         tests=str(max(len(checks), 1)),
-        failures=str(sum(c["outcome"] == "FAIL" for c in checks)),
+        # INCONCLUSIVE is not a pass: a CI reporter must show it as a failed case
+        failures=str(sum(c["outcome"] in ("FAIL", "INCONCLUSIVE") for c in checks)),
         errors="1" if data.get("error") else "0",
         skipped=str(sum(c["outcome"] in ("SKIPPED", "NOT_JUDGED") for c in checks)),
         time=f"{data.get('wall_seconds') or 0:.3f}",
@@ -21,8 +22,9 @@ def render_junit(data: dict) -> str:
         ET.SubElement(case, "error", message=data["error"], type="camgate.error").text = data["error"]
     for c in checks:
         case = ET.SubElement(suite, "testcase", classname=f"camgate.{c['check_id']}", name=c["slice"])
-        if c["outcome"] == "FAIL":
-            ET.SubElement(case, "failure", message=c["message"], type=c["metric"]).text = c["message"]
+        if c["outcome"] in ("FAIL", "INCONCLUSIVE"):
+            kind = c["metric"] if c["outcome"] == "FAIL" else f"INCONCLUSIVE.{c['metric']}"
+            ET.SubElement(case, "failure", message=c["message"], type=kind).text = c["message"]
         elif c["outcome"] in ("SKIPPED", "NOT_JUDGED"):
             ET.SubElement(case, "skipped", message=c["message"])
         elif c["outcome"] == "WARN":

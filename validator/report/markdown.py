@@ -4,7 +4,7 @@ from __future__ import annotations
 
 MAX_ANNOTATIONS = 10
 ICONS = {"PASS": "✅", "WARN": "⚠️", "FAIL": "❌", "ERROR": "🛑", "SKIPPED": "⏭️", "NOT_JUDGED": "➖", "INCONCLUSIVE": "❔"}
-_ORDER = {"FAIL": 0, "WARN": 1, "PASS": 2, "NOT_JUDGED": 3, "SKIPPED": 4}
+_ORDER = {"FAIL": 0, "INCONCLUSIVE": 1, "WARN": 2, "PASS": 3, "NOT_JUDGED": 4, "SKIPPED": 5}
 
 
 def fmt(value, digits: int = 3) -> str:
@@ -58,9 +58,10 @@ def render_markdown(data: dict) -> str:
                 f"| {c['slice']} | {fmt(c.get('observed'))} | {interval} | {fmt(c.get('compared'))} | {threshold} | {c.get('n')} |"
             )
         lines.append("")
-        problems = [c for c in ordered if c["outcome"] in ("FAIL", "WARN")]
+        problems = [c for c in ordered if c["outcome"] in ("FAIL", "INCONCLUSIVE", "WARN")]
         if problems:
             lines += ["**Why:**", ""] + [f"- {c['message']}" for c in problems[:20]] + [""]
+    lines += _evidence(data)
     waivers = data.get("waivers") or []
     if waivers:
         lines += ["**Waivers:**", ""]
@@ -72,14 +73,45 @@ def render_markdown(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _evidence(data: dict) -> list[str]:
+    """The probes, the sanity cascade and the SpRAy clusters flagged off the object."""
+    from validator.report.evidence import flagged_clusters, probe_rows, sanity_stages
+
+    lines: list[str] = []
+    rows = probe_rows(data)
+    if rows:
+        lines += ["**Beyond the heatmap** (counterfactual probes, faithfulness, explainer sanity):", "",
+                  "| probe | value | interval | n | reading |", "|---|---|---|---|---|"]
+        lines += [f"| {r['label']} (`{r['metric']}` {r['aggregate']}) | {fmt(r['value'])} | "
+                  f"[{fmt(r['lo'])}, {fmt(r['hi'])}] | {r['n']} | {r['note']} |" for r in rows]
+        lines.append("")
+    stages = sanity_stages(data)
+    if stages:
+        shown = ", ".join(f"top {s.get('n_top')}: {fmt(s.get('mean'))}" for s in stages)
+        lines += [f"Sanity cascade (mean Spearman with the original maps, by weighted layers randomised from "
+                  f"the top): {shown}", ""]
+    error = ((data.get("probes") or {}).get("sanity") or {}).get("error")
+    if error:
+        lines += [f"Sanity check not run: {error}", ""]
+    flagged = flagged_clusters(data)
+    if flagged:
+        lines += ["**Clusters with the heat off the object** (SpRAy, spectral clustering of the maps per class):", ""]
+        for c in flagged[:10]:
+            examples = ", ".join(f"`{e}`" for e in (c.get("examples") or []))
+            lines.append(f"- class `{c['class_name']}`: cluster {c['cluster'] + 1} of {c['k']} holds {c.get('size')} "
+                         f"of {c.get('n_class')} maps; {c.get('reason') or 'heat off the object'}; examples: {examples}")
+        lines.append("")
+    return lines
+
+
 def github_annotations(data: dict) -> list[str]:
     """At most 10 ::error/::warning lines, then a notice with the count of the rest."""
     lines = []
     if data.get("error"):
         lines.append(f"::error title=camgate {data['status']}::{_escape(data['error'])}")
-    problems = [c for c in data.get("checks") or [] if c["outcome"] in ("FAIL", "WARN")]
+    problems = [c for c in data.get("checks") or [] if c["outcome"] in ("FAIL", "INCONCLUSIVE", "WARN")]
     for c in problems:
-        level = "error" if c["outcome"] == "FAIL" else "warning"
+        level = "warning" if c["outcome"] == "WARN" else "error"
         lines.append(f"::{level} title=camgate {c['check_id']} ({c['slice']})::{_escape(c['message'])}")
     shown, rest = lines[:MAX_ANNOTATIONS], len(lines) - MAX_ANNOTATIONS
     if rest > 0:

@@ -1,0 +1,1 @@
+"""Box-free discovery: the heat atlas and its region shares, and SpRAy clusters of per-class maps."""

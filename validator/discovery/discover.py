@@ -1,0 +1,94 @@
+"""Collect the downsampled maps during the pass, then build the heat atlas and the SpRAy clusters per class.
+
+Memory: grid x grid floats per audited image (1 KiB at the default 16), plus the same for the object masks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+EXAMPLES_PER_CLUSTER = 4
+
+
+class DiscoveryCollector:
+    def __init__(self, grid: int = 16, max_clusters: int = 8, seed: int = 0):
+        from validator.discovery.atlas import AtlasAccumulator
+
+        self.grid, self.max_clusters, self.seed = int(grid), int(max_clusters), int(seed)
+        self.atlas = AtlasAccumulator()
+        self._small: list[np.ndarray] = []
+        self._masks: list[np.ndarray] = []
+        self._names: list[object] = []
+        self._ids: list[object] = []
+        self.flagged_maps: dict[tuple[str, int], np.ndarray] = {}  # (class, cluster) -> mean map, for the report
+
+    def add(self, maps: np.ndarray, boxes, names, sample_ids, labelled: np.ndarray) -> None:
+        from validator.discovery.atlas import downsample
+
+        small = downsample(maps, self.grid)
+        masks = _small_masks(boxes, maps.shape[1], maps.shape[2], self.grid)
+        keep = np.flatnonzero(labelled)
+        if len(keep):
+            self.atlas.add(small[keep], [names[i] for i in keep])
+        self._small.append(small.astype(np.float32))
+        self._masks.append(masks)
+        self._names.extend(names)
+        self._ids.extend(sample_ids)
+
+    def finish(self) -> tuple[dict, dict]:
+        """(atlas per key as grid x grid maps summing to 1, discovery summary for the verdict)."""
+        from validator.discovery.atlas import region_shares
+        from validator.discovery.spray import describe_clusters, spray
+
+        atlas = self.atlas.atlas()
+        summary: dict = {"grid": self.grid, "atlas": {}, "clusters": {}}
+        for key, mean_map in atlas.items():
+            shares = region_shares(mean_map)
+            summary["atlas"][key] = {"n": int(self.atlas.counts.get(key, 0)), **_plain(shares)}
+        if not self._small:
+            return atlas, summary
+        small = np.concatenate(self._small)
+        masks = np.concatenate(self._masks)
+        names = np.asarray(self._names, dtype=object)
+        ids = np.asarray(self._ids, dtype=object)
+        for name in sorted({n for n in self._names if n is not None}, key=str):
+            rows = np.flatnonzero((names == name).astype(bool) & np.isfinite(small).all(axis=(1, 2)))
+            if len(rows) < 2:
+                continue
+            has_box = masks[rows].reshape(len(rows), -1).sum(axis=1) > 0
+            result = spray(small[rows], max_clusters=self.max_clusters, seed=self.seed)
+            described = describe_clusters(result, small[rows], box_masks_small=masks[rows] if has_box.all() else None)
+            for cluster in described["clusters"]:
+                members = cluster.pop("members")
+                mean_map = np.asarray(cluster.pop("mean_map"), dtype=np.float64)
+                cluster["examples"] = [ids[rows[m]] for m in members[:EXAMPLES_PER_CLUSTER]]
+                if cluster.get("off_object"):
+                    self.flagged_maps[(str(name), int(cluster["cluster"]))] = mean_map
+            summary["clusters"][str(name)] = {"n": int(len(rows)), **described}
+        self._small.clear()
+        self._masks.clear()
+        return atlas, summary
+
+
+def _small_masks(boxes, height: int, width: int, grid: int) -> np.ndarray:
+    """Per sample, the share of each grid cell covered by the object boxes (0 where the sample has none)."""
+    import cv2
+
+    from validator.metrics.geometry import pad_boxes, rect_masks
+
+    out = np.zeros((len(boxes), grid, grid), np.float32)
+    for i, b in enumerate(boxes):
+        if len(b) == 0:
+            continue
+        mask = rect_masks(pad_boxes([b])[0], height, width).astype(np.float32)
+        out[i] = cv2.resize(mask, (grid, grid), interpolation=cv2.INTER_AREA)
+    return out
+
+
+def _float(value) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def _plain(shares) -> dict:
+    return {k: (_plain(v) if isinstance(v, dict) else _float(v)) for k, v in dict(shares).items()}

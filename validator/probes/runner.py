@@ -1,0 +1,104 @@
+"""Run the probes alongside the explainer's pass over the set: per-batch columns, then the set-level sanity check.
+
+Counterfactual probes run on every audited image (two forward passes each). Faithfulness and sanity run on
+seeded samples of the labelled rows (their columns are NaN elsewhere); the sanity images are kept from the
+main pass (``sanity_samples`` images, 32 by default) so nothing is decoded twice.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from validator.errors import CamgateError
+
+COUNTERFACTUAL_COLUMNS = ("bg_only_correct", "bg_only_skill", "bg_only_confidence", "object_only_correct",
+                          "bg_gap", "confidence_drop")
+FAITHFULNESS_COLUMNS = ("deletion_auc", "insertion_auc", "faithfulness_gap")
+SANITY_COLUMN = "sanity_spearman"
+
+
+class ProbeRunner:
+    """``on_batch`` returns the probe columns of one batch; ``finish`` adds the sanity column and a summary."""
+
+    def __init__(self, loaded, samples, probes, *, seed: int, method: str, layer: str, batch_size: int):
+        self.loaded, self.probes, self.seed = loaded, probes, int(seed)
+        self.method, self.layer, self.batch_size = method, layer, batch_size
+        self.seconds = {"counterfactual": 0.0, "faithfulness": 0.0, "sanity": 0.0}
+        self.predictor = None
+        if probes.counterfactual or probes.faithfulness_samples:
+            from validator.explain.predict import Predictor
+
+            self.predictor = Predictor(loaded, batch_size=max(2 * batch_size, 64))
+        labelled = np.array([i for i, s in enumerate(samples) if s.class_id is not None], dtype=int)
+        rng = np.random.default_rng(self.seed)
+        self.faith_samples = set(rng.permutation(labelled)[: probes.faithfulness_samples].tolist())
+        self.sanity_samples = set(rng.permutation(labelled)[: probes.sanity_samples].tolist())
+        self._sanity_images: list[np.ndarray] = []
+        self._sanity_classes: list[int] = []
+        self._sanity_rows: list[int] = []
+        self._rows = 0  # table rows so far (skipped samples never become rows)
+        self._batches = 0
+
+    def on_batch(self, batch, class_ids: np.ndarray, labelled: np.ndarray, result) -> dict[str, np.ndarray]:
+        n = len(batch.indices)
+        columns = {name: np.full(n, np.nan) for name in (*COUNTERFACTUAL_COLUMNS, *FAITHFULNESS_COLUMNS)}
+        since = time.perf_counter()
+        if self.probes.counterfactual:
+            from validator.probes.counterfactual import probe_scores
+
+            scores = probe_scores(self.predictor, batch.images, batch.boxes, class_ids, self.loaded.num_classes,
+                                  fill=self.probes.fill, seed=self.seed + self._batches,
+                                  original_probabilities=result.probabilities)
+            for name in COUNTERFACTUAL_COLUMNS:
+                columns[name] = np.where(labelled, scores[name], np.nan)
+        now = time.perf_counter()
+        self.seconds["counterfactual"] += now - since
+        picked = np.array([i for i, index in enumerate(batch.indices)
+                           if int(index) in self.faith_samples and labelled[i] and not result.dead[i]], dtype=int)
+        if len(picked):
+            from validator.probes.faithfulness import deletion_insertion
+
+            scores = deletion_insertion(self.predictor, batch.images[picked], result.maps[picked], class_ids[picked],
+                                        steps=self.probes.faithfulness_steps,
+                                        baseline=self.probes.faithfulness_baseline)
+            for name in FAITHFULNESS_COLUMNS:
+                columns[name][picked] = scores[name]
+        self.seconds["faithfulness"] += time.perf_counter() - now
+        for i, index in enumerate(batch.indices):
+            if int(index) in self.sanity_samples and labelled[i]:
+                self._sanity_images.append(batch.images[i])
+                self._sanity_classes.append(int(class_ids[i]))
+                self._sanity_rows.append(self._rows + i)
+        self._rows += n
+        self._batches += 1
+        return columns
+
+    def finish(self, n_rows: int) -> tuple[np.ndarray, dict]:
+        """The sanity column for the whole table (NaN off the sample) and the probes' summary for the verdict."""
+        column = np.full(n_rows, np.nan)
+        summary = {
+            "counterfactual": {"enabled": bool(self.probes.counterfactual), "fill": self.probes.fill,
+                               "forward_passes_per_image": 2 if self.probes.counterfactual else 0},
+            "faithfulness": {"samples": len(self.faith_samples), "steps": self.probes.faithfulness_steps,
+                             "baseline": self.probes.faithfulness_baseline,
+                             "forward_passes_per_image": 2 * (self.probes.faithfulness_steps + 1)},
+            "sanity": {"samples": len(self._sanity_rows)},
+            "seconds": self.seconds,
+        }
+        if self._sanity_rows:
+            since = time.perf_counter()
+            try:
+                from validator.probes.sanity import cascade
+
+                result = cascade(self.loaded.model, np.stack(self._sanity_images), np.array(self._sanity_classes),
+                                 method=self.method, layer=self.layer, stages=self.probes.sanity_stages,
+                                 seed=self.seed, batch_size=self.batch_size)
+                column[np.array(self._sanity_rows)] = result.per_sample_final
+                summary["sanity"].update(result.summary())
+            except CamgateError as exc:  # e.g. a model that cannot be cloned: the check is not judged, and says why
+                summary["sanity"]["error"] = str(exc)
+            self.seconds["sanity"] = time.perf_counter() - since
+        self._sanity_images.clear()
+        return column, summary
