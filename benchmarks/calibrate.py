@@ -236,10 +236,20 @@ def _markdown(rows, args, policy) -> str:
     by_family: dict[str, list] = {}
     for r in shortcut:
         by_family.setdefault(r["family"], []).append(r)
-    lines += ["", "Checks failing each shortcut family (every run of the family):", ""]
+    from validator.metrics import metric_info
+
+    source = {c.id: metric_info(c.metric).source for c in policy.checks}
+    lines += ["", "Checks failing each shortcut family (every run of the family), grouped by where their evidence",
+              "comes from: `heatmap` checks read the maps; `probe` checks only run the model on altered images",
+              "(background only, object on another class's background), so they are independent of the explainer.",
+              ""]
     for family, runs in by_family.items():
         common = set.intersection(*(set(r["failed"]) for r in runs)) if runs else set()
-        lines.append(f"- {family}: {', '.join(sorted(common)) or 'none in common'} ({len(runs)} runs)")
+        groups: dict[str, list[str]] = {}
+        for check_id in sorted(common):
+            groups.setdefault(source.get(check_id, "data"), []).append(check_id)
+        detail = "; ".join(f"{kind}: {', '.join(ids)}" for kind, ids in sorted(groups.items())) or "none in common"
+        lines.append(f"- {family}: {detail} ({len(runs)} runs; {len(groups)} independent kinds of signal)")
     corner_reasons = [r for r in shortcut if r["reason"]]
     if corner_reasons:
         lines += ["", "What the corner check says (one run per family):", ""]

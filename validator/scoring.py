@@ -110,7 +110,7 @@ def explain_set(loaded, samples, class_names, settings: dict, *, regions=None, p
         table[SANITY_COLUMN], probe_summary = runner.finish(n_rows)
         timer.add("sanity", since)
     since = time.perf_counter()
-    atlas, discovery = collector.finish()
+    atlas, discovery, table["spray_cluster"] = collector.finish()
     timer.add("discovery", since)
     return SetRun(table, n_rows, explainer.settings | {"preprocess": settings["preprocess"]}, issues, atlas,
                   explainer, probe_summary, discovery, collector.flagged_maps)

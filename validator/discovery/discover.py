@@ -35,8 +35,9 @@ class DiscoveryCollector:
         self._names.extend(names)
         self._ids.extend(sample_ids)
 
-    def finish(self) -> tuple[dict, dict]:
-        """(atlas per key as grid x grid maps summing to 1, discovery summary for the verdict)."""
+    def finish(self) -> tuple[dict, dict, np.ndarray]:
+        """(atlas per key as grid x grid maps summing to 1, discovery summary for the verdict, the SpRAy cluster
+        of each row within its class: -1 where the map is dead or the row is unlabelled)."""
         from validator.discovery.atlas import region_shares
         from validator.discovery.spray import describe_clusters, spray
 
@@ -46,8 +47,9 @@ class DiscoveryCollector:
             shares = region_shares(mean_map)
             summary["atlas"][key] = {"n": int(self.atlas.counts.get(key, 0)), **_plain(shares)}
         if not self._small:
-            return atlas, summary
+            return atlas, summary, np.zeros(0, dtype=int)
         small = np.concatenate(self._small)
+        cluster_column = np.full(len(small), -1, dtype=int)
         masks = np.concatenate(self._masks)
         names = np.asarray(self._names, dtype=object)
         ids = np.asarray(self._ids, dtype=object)
@@ -57,6 +59,7 @@ class DiscoveryCollector:
                 continue
             has_box = masks[rows].reshape(len(rows), -1).sum(axis=1) > 0
             result = spray(small[rows], max_clusters=self.max_clusters, seed=self.seed)
+            cluster_column[rows] = result.labels
             described = describe_clusters(result, small[rows], box_masks_small=masks[rows] if has_box.all() else None)
             for cluster in described["clusters"]:
                 members = cluster.pop("members")
@@ -67,7 +70,7 @@ class DiscoveryCollector:
             summary["clusters"][str(name)] = {"n": int(len(rows)), **described}
         self._small.clear()
         self._masks.clear()
-        return atlas, summary
+        return atlas, summary, cluster_column
 
 
 def _small_masks(boxes, height: int, width: int, grid: int) -> np.ndarray:

@@ -256,8 +256,9 @@ def describe_clusters(
     flagged when its mean off-object share exceeds the median over the rest of the class's maps by at least
     OFF_OBJECT_MARGIN (a map whose mask is empty has no object and is left out). Without masks, a cluster
     is flagged when its mean map puts less heat in the centre than a uniform map would (centre lift < 1).
-    With masks and one cluster there is no rest to compare with and nothing is flagged: a whole class whose
-    heat is off the object is the per-sample metrics' job (energy, lift); discovery surfaces subgroups.
+    With masks a cluster is also flagged when its maps put less heat on the objects than a uniform map would
+    (``object_lift`` = mean in-object share / mean object area < 1): this holds with one cluster too, so a
+    class whose every map sits on a tag is shown, not only a subgroup.
     """
     arr = np.asarray(small_maps, dtype=np.float64)
     n = arr.shape[0]
@@ -271,6 +272,7 @@ def describe_clusters(
         if np.any(masks < 0) or np.any(masks > 1):
             raise ValueError("box_masks_small must hold values in [0, 1]")
         total = arr.sum(axis=(1, 2))
+        area = masks.reshape(n, -1).mean(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             off = 1.0 - (arr * masks).sum(axis=(1, 2)) / total
         off[(masks.sum(axis=(1, 2)) <= 0) | (result.labels < 0)] = np.nan
@@ -298,6 +300,12 @@ def describe_clusters(
             entry["off_object_share"] = _finite_or_none(mean_off)
             entry["typical_off_object_share"] = _finite_or_none(typical)
             flagged = math.isfinite(mean_off) and math.isfinite(typical) and mean_off - typical >= OFF_OBJECT_MARGIN
+            usable = inside & np.isfinite(off)
+            object_lift = float("nan")
+            if usable.any() and area[usable].mean() > 0:
+                object_lift = (1.0 - off[usable]).mean() / area[usable].mean()
+            entry["object_lift"] = _finite_or_none(object_lift)
+            flagged = flagged or (math.isfinite(object_lift) and object_lift < 1.0)
             entry["rule"] = "boxes"
         else:
             flagged = lifts["centre"] < 1.0
