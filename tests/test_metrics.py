@@ -329,17 +329,24 @@ def test_registry_covers_every_column_with_the_right_direction():
         info = metric_info(name)
         assert info.name == name and info.kind in (CONTINUOUS, BOOLEAN)
     higher = {"lift", "energy", "excess", "chance_corrected", "relative_lift", "pointing_hit", "rank_accuracy", "cam_box_iou",
-              "cam_box_hit", "correct"}
+              "cam_box_hit", "correct", "object_only_correct", "insertion_auc", "faithfulness_gap"}
     lower = {"corner_heat_tl", "corner_heat_tr", "corner_heat_bl", "corner_heat_br", "corner_heat_max",
              "corner_lift_tl", "corner_lift_tr", "corner_lift_bl", "corner_lift_br", "corner_lift_max",
              "border_heat", "region_wm", "dead"}
-    informational = {"area", "center_hit", "confidence"}
+    informational = {"area", "center_hit", "confidence", "centre_heat", "confidence_drop"}
     assert {n for n, m in METRICS.items() if m.higher_is_better is True} == higher
     assert {n for n in METRICS if METRICS[n].higher_is_better is None} == informational
     assert all(metric_info(n).higher_is_better is False for n in lower)
     assert not any(METRICS[n].needs_box for n in ("correct", "confidence", "dead"))
     assert METRICS["lift"].hi == math.inf
     assert METRICS["cam_box_hit"].kind == BOOLEAN
+    # lower is better for every probe that finds the class without the object, and for the sanity correlation
+    assert all(METRICS[n].higher_is_better is False for n in ("bg_only_correct", "bg_only_skill", "bg_gap",
+                                                              "deletion_auc", "sanity_spearman"))
+    # only heatmap metrics are put in doubt by a failed sanity check
+    assert {n for n, m in METRICS.items() if m.source != "heatmap"} == {
+        "correct", "confidence", "bg_only_correct", "bg_only_skill", "bg_only_confidence", "object_only_correct",
+        "bg_gap", "confidence_drop", "deletion_auc", "insertion_auc", "faithfulness_gap", "sanity_spearman"}
 
 
 def test_unknown_metric_suggests_a_close_name():

@@ -88,7 +88,7 @@ def test_boxes_missing_on_some_rows_are_still_a_shortfall_not_box_free_data():
 
 def test_probes_section_defaults_and_errors():
     policy = load_policy({"name": "t", "version": 1, "checks": [HEAT]})
-    assert policy.probes.counterfactual and policy.probes.fill == "mean"
+    assert policy.probes.counterfactual and policy.probes.fill == "tile"
     assert (policy.probes.faithfulness_samples, policy.probes.sanity_samples) == (50, 32)
     off = load_policy({"name": "t", "version": 1, "checks": [HEAT],
                        "probes": {"counterfactual": False, "faithfulness": {"samples": 0}}})

@@ -40,7 +40,8 @@ def test_no_stray_policy_files():
 def test_default_policy_path_and_unknown_builtin():
     assert default_policy_path() == builtin_policy_path("default")
     assert [c.id for c in load_policy(default_policy_path()).checks] == [
-        "object-heat", "object-heat-share", "class-object-heat", "corner-heat", "dead-maps", "accuracy"]
+        "object-heat", "object-heat-share", "class-object-heat", "corner-heat", "dead-maps", "accuracy",
+        "background-only", "background-swap", "explainer-sanity", "faithfulness"]
     with pytest.raises(PolicyError, match="did you mean 'strict'"):
         builtin_policy_path("strcit")
 
@@ -52,18 +53,28 @@ def test_example_shows_every_option():
                 "on_missing_baseline:", "description:", "aggregate: rate", "threshold:", "bound: lower",
                 "bound: upper", "bound: point", "min:", "max:", "absolute:", "relative:", "severity: warn",
                 "slices: per_class", "slices: [", "on_missing: warn", "waivers:", "slice:", "reason:",
-                "expires:"):
+                "expires:", "probes:", "counterfactual:", "fill:", "faithfulness:", "steps:", "baseline:",
+                "sanity:", "stages:", "discovery:", "grid:", "max_clusters:", "severity: inconclusive"):
         assert key in text, key
     policy = load_policy(REPO / "policies" / "example.yaml")
     assert {c.metric for c in policy.checks} >= {"region_logo"}
     assert {next(iter(c.change)) for c in policy.checks if c.change} == {"absolute", "relative"}
 
 
-def _table(lift, corner, correct_share, n_per_class=100, relative=0.5, corner_lift=1.0):
-    """Two classes; lift and corner heat spread evenly around the given centres."""
+def _table(lift, corner, correct_share, n_per_class=100, relative=0.5, corner_lift=1.0, bg_correct=0.5,
+           gap=0.0, spearman=0.1):
+    """Two classes; lift and corner heat spread evenly around the given centres; probe columns at the given
+    shares (background-only accuracy, BG-gap) and sanity / faithfulness on a 32-row sample."""
     n = 2 * n_per_class
     n_correct = round(correct_share * n)
+    subset = np.full(n, np.nan)
+    subset[::n // 32][:32] = 1.0
+    bg = np.array([1.0] * round(bg_correct * n) + [0.0] * (n - round(bg_correct * n)))
     return {
+        "bg_only_skill": (bg - 0.5) / 0.5,
+        "bg_gap": np.array([1.0] * round(gap * n) + [0.0] * (n - round(gap * n))),
+        "sanity_spearman": subset * spearman,
+        "faithfulness_gap": subset * 0.4,
         "class_name": np.array(["circle"] * n_per_class + ["square"] * n_per_class, dtype=object),
         "area": np.full(n, 0.1),
         "lift": np.linspace(lift - 0.5, lift + 0.5, n),
@@ -80,8 +91,19 @@ def test_default_policy_passes_a_clean_model_and_fails_a_corner_shortcut():
     summary = {"n_records": 200, "n_skipped": 0}
     clean = evaluate(policy, _table(2.5, 0.03, 0.9), data_summary=summary, today=date(2026, 6, 1))
     assert gate_status(clean) == "PASS", [r.message for r in clean if r.outcome != "PASS"]
-    shortcut = evaluate(policy, _table(0.9, 0.5, 0.95, relative=-0.1, corner_lift=15.0), data_summary=summary,
-                        today=date(2026, 6, 1))
+    shortcut = evaluate(policy, _table(0.9, 0.5, 0.95, relative=-0.1, corner_lift=15.0, bg_correct=1.0, gap=0.95),
+                        data_summary=summary, today=date(2026, 6, 1))
     failed = {r.check_id for r in shortcut if r.outcome == "FAIL"}
-    assert failed == {"object-heat", "object-heat-share", "corner-heat"}
+    assert failed == {"object-heat", "object-heat-share", "corner-heat", "background-only", "background-swap"}
     assert {r.slice for r in shortcut if r.check_id == "class-object-heat"} == {"class=circle", "class=square"}
+
+
+def test_default_policy_calls_maps_that_ignore_the_weights_inconclusive():
+    policy = load_policy(default_policy_path())
+    summary = {"n_records": 200, "n_skipped": 0}
+    results = evaluate(policy, _table(2.5, 0.03, 0.9, spearman=0.95), data_summary=summary, today=date(2026, 6, 1))
+    by_id = {r.check_id: r.outcome for r in results if r.slice == "overall"}
+    assert by_id["explainer-sanity"] == "INCONCLUSIVE"
+    assert by_id["object-heat"] == by_id["corner-heat"] == "INCONCLUSIVE"
+    assert by_id["accuracy"] == by_id["background-only"] == "PASS"  # they never read a map
+    assert gate_status(results) == "INCONCLUSIVE"

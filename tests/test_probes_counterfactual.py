@@ -43,7 +43,7 @@ def test_background_only_mean_is_the_exact_outside_mean():
     images = np.zeros((1, 4, 4, 3), dtype=np.float32)
     images[0, 0, :, 0] = 3.0  # outside the 2x2 box: 4 threes among 12 pixels -> exactly 1.0
     images[0, 1:3, 1:3] = 9.0
-    out = background_only(images, [np.array([[1.0, 1.0, 3.0, 3.0]])])
+    out = background_only(images, [np.array([[1.0, 1.0, 3.0, 3.0]])], fill="mean")
     np.testing.assert_array_equal(out[0, 1:3, 1:3, 0], 1.0)
     np.testing.assert_array_equal(out[0, 1:3, 1:3, 1:], 0.0)
 
@@ -53,7 +53,7 @@ def test_box_rounding_matches_the_metrics():
     images = np.zeros((1, 6, 6, 3), dtype=np.float32)
     images[0, 0, 0] = 6.0
     box = np.array([[0.6, 0.4, 3.5, 2.6]])
-    out = background_only(images + 1.0, [box])
+    out = background_only(images + 1.0, [box], fill="mean")
     changed = np.any(out[0] != images[0] + 1.0, axis=-1)
     np.testing.assert_array_equal(changed, box_mask(box, 6, 6))
 
@@ -302,3 +302,20 @@ def test_tiny_keras_model():
         col = cols[name]
         assert col.shape == (7,) and np.isfinite(col[:6]).all() and np.isnan(col[6]), name
         assert np.all((col[:6] >= lo) & (col[:6] <= hi)), name
+
+
+def test_tile_fill_copies_the_largest_strip_clear_of_the_objects():
+    """8x8 image, box x in [2, 4): the largest strip outside it is columns 4..7 (width 4); box pixels take the
+    values of that strip tiled from the left edge, so column c gets column 4 + (c mod 4)."""
+    image = np.arange(64, dtype=np.float32).reshape(1, 8, 8, 1)
+    out = background_only(image, [np.array([[2.0, 0.0, 4.0, 8.0]])], fill="tile")
+    expected = image.copy()
+    for c in (2, 3):
+        expected[0, :, c, 0] = image[0, :, 4 + c % 4, 0]
+    np.testing.assert_array_equal(out, expected)
+    # a full-width box on row 2: the largest strip is rows 3..7, tiled from the top (row 2 takes row 3 + 2)
+    row = background_only(image, [np.array([[0.0, 2.0, 8.0, 3.0]])], fill="tile")
+    np.testing.assert_array_equal(row[0, 2], image[0, 5])
+    # objects spanning the image both ways (a full row and a full column) leave no strip: the mean fill
+    cross = [np.array([[0.0, 2.0, 8.0, 3.0], [2.0, 0.0, 3.0, 8.0]])]
+    np.testing.assert_array_equal(background_only(image, cross, fill="tile"), background_only(image, cross, fill="mean"))

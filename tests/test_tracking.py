@@ -99,7 +99,13 @@ def test_metrics_every_aggregate_per_slice(gate):
         if stat.get("value") is not None and np.isfinite(stat["value"])
     )
     assert sum(1 for k in metrics if "/" in k and not k.endswith(("_lo", "_hi"))
-               and not k.startswith(("gate/", "n_samples/"))) == expected
+               and not k.startswith(("gate/", "n_samples/", "sanity/", "discovery/"))) == expected
+    # the sanity cascade per stage and the count of flagged clusters are curves of their own
+    stages = gate["verdict"].probes["sanity"]["stages"]
+    assert {k for k in metrics if k.startswith("sanity/")} == {
+        f"sanity/spearman_top_{s['n_top']}" for s in stages if s["mean"] is not None}
+    assert metrics["discovery/n_flagged_clusters"] == sum(
+        bool(c["off_object"]) for e in gate["verdict"].discovery["clusters"].values() for c in e["clusters"])
 
 
 def test_artifacts_reports_verdict_policy(gate):

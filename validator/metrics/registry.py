@@ -100,7 +100,7 @@ _ENTRIES = [
     # counterfactual probes (validator.probes.counterfactual): forward passes on altered images
     _info("bg_only_correct", False, 0, 1, BOOLEAN, True,
           "1 when the model still predicts the class with the object boxes filled (background only).", PROBE),
-    _info("bg_only_skill", False, -math.inf, 1, CONTINUOUS, True,
+    _info("bg_only_skill", False, -1, 1, CONTINUOUS, True,
           "(bg_only_correct - 1/C) / (1 - 1/C): its mean is background-only accuracy above chance "
           "(0 = chance, 1 = the background alone always gives the class).", PROBE),
     _info("bg_only_confidence", False, 0, 1, CONTINUOUS, True,

@@ -19,7 +19,7 @@ MISSING_BASELINE = ("skip", "fail")
 # What a slice with fewer samples than it needs becomes: its own outcome (default for classes) or a severity.
 SMALL_SLICE = ("not_judged", "warn", "fail")
 ON_MISSING = (*SMALL_SLICE, "inconclusive")
-FILLS = ("mean", "blur", "inpaint")  # how the counterfactual probe fills the object boxes
+FILLS = ("tile", "mean", "blur", "inpaint")  # how the counterfactual probe fills the object boxes
 BASELINES = ("blur", "zero", "mean")  # what deletion / insertion replace pixels with
 # Family-wise error control over the per-class slices of one check.
 MULTIPLE_COMPARISONS = ("bonferroni", "none")
@@ -50,7 +50,7 @@ class Probes:
     """Checks that do not read the heatmap alone (DESIGN.md section 5). ``*_samples`` 0 switches one off."""
 
     counterfactual: bool = True  # background-only and Mixed-Rand forward passes on every audited image
-    fill: str = "mean"
+    fill: str = "tile"
     faithfulness_samples: int = 50  # deletion / insertion AUC: 2 * (steps + 1) forward passes per image
     faithfulness_steps: int = 20
     faithfulness_baseline: str = "blur"

@@ -139,7 +139,7 @@ def _probes(raw: object, source: Source) -> Probes:
         raise cf.error("enabled", f"must be true or false, got {enabled_value!r}")
     return Probes(
         counterfactual=enabled_value,
-        fill=cf.choice("fill", FILLS, "mean"),
+        fill=cf.choice("fill", FILLS, "tile"),
         faithfulness_samples=faith.integer("samples", 50, lo=0),
         faithfulness_steps=faith.integer("steps", 20, lo=1),
         faithfulness_baseline=faith.choice("baseline", BASELINES, "blur"),

@@ -28,7 +28,7 @@ import numpy as np
 from validator.errors import ModelError, UsageError
 from validator.metrics.geometry import pad_boxes, rect_masks
 
-FILLS = ("mean", "blur", "inpaint")
+FILLS = ("tile", "mean", "blur", "inpaint")
 COLUMNS = ("bg_only_correct", "bg_only_skill", "bg_only_confidence", "object_only_correct", "bg_gap",
            "confidence_drop")
 CHANNELS = (1, 3, 4)
@@ -121,8 +121,33 @@ def _inpaint_fill(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return (out.astype(np.float32) * np.float32(scale) + np.float32(lo)).astype(np.float32)
 
 
+def _tile_fill(img: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
+    """The image tiled with its largest full-width or full-height strip clear of the objects (None: no strip).
+
+    Xiao et al.'s Only-BG-T: the removed object becomes background texture, with no flat patch whose edges a
+    shape detector can read (a mean-filled box is a square)."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    height, width = mask.shape
+    strips = [(x0 * height, (slice(None), slice(0, x0))), ((width - x1) * height, (slice(None), slice(x1, None))),
+              (y0 * width, (slice(0, y0), slice(None))), ((height - y1) * width, (slice(y1, None), slice(None)))]
+    area, where = max(strips, key=lambda s: s[0])
+    if area == 0:
+        return None
+    strip = img[where]
+    reps = (-(-height // strip.shape[0]), -(-width // strip.shape[1]), 1)
+    return np.tile(strip, reps)[:height, :width]
+
+
 def _background_only(images: np.ndarray, masks: np.ndarray, fill: str) -> np.ndarray:
     means = _outside_mean(images, masks)
+    if fill == "tile":
+        out = np.where(masks[..., None], means[:, None, None, :].astype(np.float32), images)
+        for i in np.flatnonzero(masks.any(axis=(1, 2))):
+            tiled = _tile_fill(images[i], masks[i])
+            if tiled is not None:  # else the objects span the whole image both ways: the mean fill stays
+                out[i][masks[i]] = tiled[masks[i]]
+        return out
     if fill == "mean":
         return np.where(masks[..., None], means[:, None, None, :].astype(np.float32), images)
     out = images.copy()
@@ -135,13 +160,17 @@ def _background_only(images: np.ndarray, masks: np.ndarray, fill: str) -> np.nda
     return out
 
 
-def background_only(images: np.ndarray, boxes: Sequence[np.ndarray], fill: str = "mean") -> np.ndarray:
+def background_only(images: np.ndarray, boxes: Sequence[np.ndarray], fill: str = "tile") -> np.ndarray:
     """The images with their object boxes filled, so only the background is left (a new float32 array).
 
     Pixels outside the boxes are returned unchanged; an image without box pixels comes back as it was.
     Fills (cost per 224x224x3 image, timed on 32-image batches on a shared 2-core CPU; a CPU forward pass
     of a ResNet-50 costs more than any of them):
 
+    * ``"tile"`` (the default): the box pixels are taken from the image tiled with its largest full-width or
+      full-height strip outside the boxes' bounding rectangle (Xiao et al.'s Only-BG-T): background texture,
+      no flat patch, and the cues the background carries (a colour cast, a texture) stay. Falls back to
+      ``"mean"`` when the objects span the image both ways. Numpy slicing, about as cheap as ``"mean"``.
     * ``"mean"``: each box pixel becomes the image's per-channel mean over the pixels outside the boxes.
       Removes the object, keeps the global colour cast; vectorised over the batch, about 3 ms.
     * ``"blur"``: the box pixels are first set to that mean, then the image is blurred with a Gaussian of
@@ -186,7 +215,7 @@ def object_only(
     images: np.ndarray,
     boxes: Sequence[np.ndarray],
     class_ids: np.ndarray | Sequence[int],
-    fill: str = "mean",
+    fill: str = "tile",
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mixed-Rand: each sample's box pixels pasted onto the background-only image of a donor of another class.
@@ -229,7 +258,7 @@ def probe_scores(
     boxes: Sequence[np.ndarray],
     class_ids: np.ndarray | Sequence[int],
     num_classes: int,
-    fill: str = "mean",
+    fill: str = "tile",
     seed: int = 0,
     original_probabilities: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:

@@ -48,7 +48,8 @@ def render_overlays(loaded, samples, run, settings: dict, out_dir: Path) -> list
             for i, s in enumerate(batch_samples):
                 image = render_overlay(batch.raw[i], result.maps[i], batch.boxes[i])
                 for pick in kinds[s.sample_id]:  # one sample may be a worst offender and a cluster example
-                    name = f"{pick['kind']}_{safe_name(s.class_name)}_{pick['rank']}_{safe_name(s.sample_id)}.png"
+                    cluster = f"{pick['cluster']}_" if pick.get("cluster") is not None else ""
+                    name = f"{pick['kind']}_{safe_name(s.class_name)}_{cluster}{pick['rank']}_{safe_name(s.sample_id)}.png"
                     path = write_png(overlay_dir / name, image)
                     overlays.append({**pick, "class_name": s.class_name, "path": str(path.relative_to(out_dir))})
     for key, mean_map in run.atlas.items():
@@ -60,7 +61,7 @@ def render_overlays(loaded, samples, run, settings: dict, out_dir: Path) -> list
         name = f"cluster_{safe_name(class_name)}_{index}.png"
         write_png(overlay_dir / name, render_atlas(mean_map))
         overlays.append({"kind": "cluster", "class_name": class_name, "path": f"overlays/{name}", "sample_id": None,
-                         "rank": index, "lift": None, "caption": f"mean map of cluster {index + 1}"})
+                         "rank": 0, "cluster": index, "lift": None, "caption": f"mean map of cluster {index + 1}"})
     return overlays
 
 
@@ -72,7 +73,7 @@ def cluster_picks(discovery: dict) -> list[dict]:
             if cluster.get("off_object"):
                 for rank, sample_id in enumerate(cluster.get("examples") or []):
                     picks.append({"kind": "cluster_example", "rank": rank, "sample_id": sample_id, "lift": None,
-                                  "caption": f"cluster {cluster['cluster'] + 1} example"})
+                                  "cluster": cluster["cluster"], "caption": f"cluster {cluster['cluster'] + 1} example"})
     return picks
 
 

@@ -162,8 +162,9 @@ def overlay_key(overlay: dict) -> str:
     if overlay.get("kind") == "atlas":
         return image_key("atlas", slice_token(f"class={overlay['class_name']}") if overlay.get("class_name")
                          else "overall")
+    cluster = f"{overlay['cluster']}_" if overlay.get("cluster") is not None else ""
     return image_key("overlays", slice_token(f"class={overlay.get('class_name')}"),
-                     f"{overlay.get('kind')}_{overlay.get('rank', 0)}")
+                     f"{overlay.get('kind')}_{cluster}{overlay.get('rank', 0)}")
 
 
 def log_images(client, retry, run_id: str, verdict, step: int, timestamp: int, token: str) -> None:

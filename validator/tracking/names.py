@@ -48,6 +48,22 @@ def summary_metrics(verdict) -> dict[str, float]:
                 n_max = max(n_max, int(stat.get("n") or 0))
         out[f"n_samples/{slice_token(slice_name)}"] = float(n_max)
     out.update(gate_metrics(verdict))
+    out.update(evidence_metrics(verdict))
+    return out
+
+
+def evidence_metrics(verdict) -> dict[str, float]:
+    """The sanity cascade per stage (``sanity/spearman_top_<k>``) and the count of SpRAy clusters flagged off
+    the object (``discovery/n_flagged_clusters``): the curves a reviewer compares across runs."""
+    out: dict[str, float] = {}
+    for stage in ((verdict.probes or {}).get("sanity") or {}).get("stages") or []:
+        value = finite(stage.get("mean"))
+        if value is not None:
+            out[f"sanity/spearman_top_{int(stage['n_top'])}"] = value
+    clusters = ((verdict.discovery or {}).get("clusters") or {}).values()
+    if verdict.discovery:
+        out["discovery/n_flagged_clusters"] = float(sum(bool(c.get("off_object")) for e in clusters
+                                                        for c in e.get("clusters") or []))
     return out
 
 
@@ -58,6 +74,7 @@ def gate_metrics(verdict) -> dict[str, float]:
         "gate/exit_code": float(verdict.exit_code),
         "gate/n_fail": float(len(verdict.failed_checks)),
         "gate/n_warn": float(len(verdict.warned_checks)),
+        "gate/n_inconclusive": float(len(verdict.inconclusive_checks)),
         "gate/n_not_judged_classes": float(len((verdict.sample or {}).get("not_judged_classes") or [])),
         "gate/n_checks": float(len(verdict.checks)),
         "gate/wall_seconds": float(round(verdict.wall_seconds, 3)),
@@ -73,4 +90,5 @@ def finite(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
-__all__ = ["STATUS_CODES", "slice_token", "metric_name", "image_key", "summary_metrics", "gate_metrics", "finite"]
+__all__ = ["STATUS_CODES", "slice_token", "metric_name", "image_key", "summary_metrics", "gate_metrics",
+           "evidence_metrics", "finite"]
