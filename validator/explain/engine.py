@@ -13,8 +13,9 @@ own (not softmaxed again). A saturated probability (exactly 0 or 1 in float32) h
 from __future__ import annotations
 
 import contextlib
+import importlib
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,6 +26,16 @@ from validator.layer_patch import bypass_head, patched
 from validator.model import LoadedModel, find_target_layer, layers_after, load_model
 
 CAM_HEAD_LAYERS = ("GlobalAveragePooling2D", "Dropout", "Dense", "Activation", "Softmax")
+
+
+def method_options(method, given: dict | None) -> dict:
+    """The method's options: its defaults updated with ``given``; an unknown name is a UsageError."""
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(method.defaults))
+    if unknown:
+        known = ", ".join(method.defaults) or "none"
+        raise UsageError(f"method {method.name!r} has no option {', '.join(map(repr, unknown))} (its options: {known})")
+    return {**method.defaults, **given}
 
 
 class DeadMapWarning(UserWarning):
@@ -41,6 +52,7 @@ class Explanation:
     probabilities: np.ndarray  # float32 [N, classes]
     predicted: np.ndarray  # int [N]
     confidence: np.ndarray  # float32 [N], probability of the predicted class
+    extra: dict = field(default_factory=dict)  # per-image method diagnostics, e.g. IG's completeness gap [N]
 
 
 @contextlib.contextmanager
@@ -102,25 +114,34 @@ class Explainer:
     fixed input signature ([None, H, W, C]), so batches of any size reuse it.
     """
 
-    def __init__(self, model, method: str = "gradcam", layer: str | None = None, batch_size: int = 32):
+    def __init__(self, model, method: str = "gradcam", layer: str | None = None, batch_size: int = 32,
+                 options: dict | None = None):
         if method not in METHODS:
             raise UsageError(f"unknown method '{method}'; choose one of {', '.join(METHODS)}")
         if batch_size < 1:
             raise UsageError(f"batch size must be >= 1, got {batch_size}")
         self.loaded: LoadedModel = load_model(model)
         self.method = METHODS[method]
+        self.options = method_options(self.method, options)
         self.batch_size = int(batch_size)
-        self.target = find_target_layer(self.loaded.model, layer)
+        # pixel attributions explain the input: no target layer (a layer given for them is not used)
+        self.target = find_target_layer(self.loaded.model, layer) if self.method.needs_layer else None
         self.head_layer = self._head_layer()
         self.cam_kernel = self._cam_kernel() if method == "cam" else None
-        self._step = self._build_step()
+        if self.method.family == "cam":
+            self._step = self._build_step()
+        else:
+            module = importlib.import_module(f"validator.explain.{self.method.family}")
+            self._step = module.build_step(self)
 
     @property
     def settings(self) -> dict:
         return {
             "method": self.method.name,
-            "layer": self.target.name,
-            "layer_shape": list(self.target.output.shape[1:]),
+            "layer": self.target.name if self.target is not None else None,
+            "layer_shape": list(self.target.output.shape[1:]) if self.target is not None else None,
+            "options": dict(self.options),
+            "cost": self.method.cost,
             "batch_size": self.batch_size,
             "score": self.loaded.explained_score,
             "input_size": list(self.loaded.input_size),
@@ -204,16 +225,20 @@ class Explainer:
                 empty.astype(int),
                 empty,
             )
-        return Explanation(*(np.concatenate(values) for values in zip(*parts, strict=True)))
+        arrays = [np.concatenate(values) for values in zip(*(part[:6] for part in parts), strict=True)]
+        extra = {key: np.concatenate([part[6][key] for part in parts]) for key in parts[0][6]}
+        return Explanation(*arrays, extra=extra)
 
     def _run(self, images, class_ids):
-        layer_maps, maps, probs = self._step(tf.constant(images), tf.constant(class_ids))
-        maps = maps.numpy()
+        out = self._step(tf.constant(images), tf.constant(class_ids))
+        layer_maps, maps, probs = (np.asarray(v) for v in out[:3])
+        extra = {k: np.asarray(v) for k, v in (out[3] if len(out) > 3 else {}).items()}
+        maps = maps.astype(np.float32, copy=False)
         totals = maps.reshape(len(maps), -1).sum(axis=1)
         dead = ~np.isfinite(totals) | (totals <= 0)
-        probs = probs.numpy()
+        probs = probs.astype(np.float32, copy=False)
         predicted = probs.argmax(axis=1)
-        return (maps, layer_maps.numpy(), dead, probs, predicted, probs.max(axis=1))
+        return (maps, layer_maps.astype(np.float32, copy=False), dead, probs, predicted, probs.max(axis=1), extra)
 
     def _validate(self, images, class_ids):
         height, width = self.loaded.input_size

@@ -1,11 +1,14 @@
-"""CAM-family methods. Each one only says how it combines activations A and gradients G into a layer map.
+"""The heatmap methods. A CAM-family method only says how it combines activations A and gradients G into a
+layer map (pytorch-grad-cam's template); the other families (Score-CAM, pixel attributions, Augmented
+Grad-CAM) build their own batched step in their module (``validator.explain.<family>``), behind the same
+:class:`~validator.explain.engine.Explainer`.
 
 Shapes: A, G are [N, h, w, K] (channels last); the result is [N, h, w] before the ReLU that the engine applies.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from validator._tf import tf
 from validator.explain.names import METHOD_NAMES
@@ -18,9 +21,13 @@ class Method:
     name: str
     needs_gradient: bool
     description: str
+    family: str = "cam"  # "cam" (this module's combine) or the module validator.explain.<family> that builds the step
+    needs_layer: bool = True  # explains a target layer (False: attributions on the input pixels)
+    cost: str = "1 forward + 1 backward pass per image"
+    defaults: dict = field(default_factory=dict)  # the method's options and their defaults
 
     def combine(self, activations, gradients, cam_weights=None):
-        raise NotImplementedError
+        raise NotImplementedError(f"method {self.name!r} ({self.family}) builds its own step")
 
 
 class GradCAM(Method):
@@ -48,6 +55,13 @@ class HiResCAM(Method):
         return tf.reduce_sum(gradients * activations, axis=-1)
 
 
+class LayerCAM(Method):
+    def combine(self, activations, gradients, cam_weights=None):
+        # Jiang et al. 2021: each location weighted by its own positive gradient, sum_k ReLU(G^k) * A^k; on a GAP
+        # head whose gradients are positive and spatially constant it is Grad-CAM up to a positive scale.
+        return tf.reduce_sum(tf.nn.relu(gradients) * activations, axis=-1)
+
+
 class CAM(Method):
     def combine(self, activations, gradients, cam_weights=None):
         # cam_weights: [N, K], the Dense kernel column of each sample's class (Zhou et al. 2016).
@@ -60,7 +74,27 @@ METHODS: dict[str, Method] = {
         GradCAM("gradcam", True, "Grad-CAM: channels weighted by their mean gradient"),
         GradCAMPlusPlus("gradcampp", True, "Grad-CAM++: higher-order weighting of positive gradients"),
         HiResCAM("hirescam", True, "HiResCAM: element-wise gradient x activation"),
-        CAM("cam", False, "CAM: channels weighted by the GAP->Dense kernel (no gradient)"),
+        CAM("cam", False, "CAM: channels weighted by the GAP->Dense kernel (no gradient)",
+            cost="1 forward pass per image"),
+        LayerCAM("layercam", True, "LayerCAM: each location weighted by its positive gradient; fine on early layers"),
+        Method("scorecam", False, "Score-CAM: channels weighted by the class score of the input masked by each",
+               family="scorecam", cost="1 + min(K, max_channels) forward passes per image",
+               defaults={"max_channels": 64}),
+        Method("saliency", True, "Vanilla saliency: |dy/dx|, max over colour channels", family="pixel",
+               needs_layer=False),
+        Method("smoothgrad", True, "SmoothGrad: |mean gradient| over noisy copies", family="pixel", needs_layer=False,
+               cost="n forward + n backward passes per image", defaults={"samples": 25, "noise": 0.15}),
+        Method("integrated_gradients", True, "Integrated Gradients from a baseline, with its completeness gap",
+               family="pixel", needs_layer=False, cost="steps forward + steps backward passes per image",
+               defaults={"steps": 32, "baseline": "black"}),
+        Method("occlusion", False, "Occlusion: class-score drop when a patch is greyed out", family="pixel",
+               needs_layer=False, cost="1 + (patch positions) forward passes per image",
+               defaults={"patch": 0.125, "stride": 0.0625}),
+        Method("augmented_gradcam", True, "Augmented Grad-CAM: TV-regularised super-resolution of the Grad-CAMs "
+               "of augmented views (Morbidelli et al. 2020)", family="augmented",
+               cost="views forward + views backward passes per image, plus the solver",
+               defaults={"views": 32, "rotation": 0.5, "translation": 0.134, "steps": 200, "learning_rate": 1e-3,
+                         "tv": 0.002, "l2": 1e-4, "upscale": 4}),
     )
 }
 if tuple(METHODS) != METHOD_NAMES:  # the shared list and the implementations must not drift apart

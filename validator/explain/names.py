@@ -3,4 +3,5 @@
 A leaf without TensorFlow, so validating a policy or building the CLI does not import it.
 """
 
-METHOD_NAMES = ("gradcam", "gradcampp", "hirescam", "cam")
+METHOD_NAMES = ("gradcam", "gradcampp", "hirescam", "cam", "layercam", "scorecam", "saliency", "smoothgrad",
+                "integrated_gradients", "occlusion", "augmented_gradcam")
