@@ -69,6 +69,8 @@ def tracking_options(f):
 @click.option("--images", type=click.Path(file_okay=False), help="Folder of the images (overrides the annotation's paths).")
 @click.option("--policy", type=click.Path(dir_okay=False), help="Policy YAML (default: the shipped policies/default.yaml).")
 @click.option("--method", type=click.Choice(METHOD_CHOICES), help="Heatmap method (default: the policy's).")
+@click.option("--method-option", "method_option", multiple=True, metavar="NAME=VALUE",
+              help="An option of the method, e.g. --method-option steps=64 (README: methods and their options).")
 @click.option("--layer", help="Target layer name (default: the policy's, else the last conv feature map).")
 @click.option("--preprocess", default="none", show_default=True, help=PREPROCESS_HELP)
 @click.option("--classes", type=click.Path(dir_okay=False, exists=True), help="Class names in model output order (one per line, JSON or YAML list).")
@@ -82,7 +84,7 @@ def tracking_options(f):
 @tracking_options
 @click.option("-q", "--quiet", is_flag=True, help="Only the verdict line.")
 @click.option("-v", "--verbose", is_flag=True, help="Every check, and tracebacks on stderr.")
-def audit(model, data, data_format, images, policy, method, layer, preprocess, classes, max_samples, seed,
+def audit(model, data, data_format, images, policy, method, method_option, layer, preprocess, classes, max_samples, seed,
           batch_size, out, baseline, fail_on, trust_model, tracking_uri, no_mlflow, experiment, run_name,
           parent_run_id, promote, quiet, verbose):
     """Audit MODEL (.keras, .h5, SavedModel folder, or MLflow URI) on an annotated held-out set."""
@@ -99,7 +101,8 @@ def audit(model, data, data_format, images, policy, method, layer, preprocess, c
                                    parent_run_id=parent_run_id, promote=promote)
     try:
         verdict = run_audit(
-            model, data, policy=policy, out=out, format=data_format, images=images, method=method, layer=layer,
+            model, data, policy=policy, out=out, format=data_format, images=images, method=method,
+            method_options=_method_options(method_option), layer=layer,
             preprocess=preprocess, classes=classes, max_samples=max_samples, seed=seed, batch_size=batch_size,
             baseline=baseline, fail_on=fail_on, trust_model=trust_model, progress=progress, tracking=tracking,
         )
@@ -107,6 +110,19 @@ def audit(model, data, data_format, images, policy, method, layer, preprocess, c
         progress.close()
     _print_verdict(verdict, quiet=quiet, verbose=verbose)
     sys.exit(verdict.exit_code)
+
+
+def _method_options(pairs) -> dict:
+    """``NAME=VALUE`` pairs as a dict, values read as YAML scalars (64 -> int, 0.1 -> float, blur -> str)."""
+    import yaml
+
+    options = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"expected NAME=VALUE, got {pair!r}", param_hint="--method-option")
+        options[name.strip()] = yaml.safe_load(value)
+    return options
 
 
 def _refuse_conflicts(**given) -> None:

@@ -36,6 +36,7 @@ class AuditOptions:
     format: str | None = None
     images: str | None = None
     method: str | None = None
+    method_options: dict | None = None  # the method's options (validator.explain.names.METHOD_OPTIONS)
     layer: str | None = None
     preprocess: str = "none"
     classes: str | list | None = None
@@ -304,11 +305,15 @@ def _issue_counts(issues) -> dict[str, int]:
 
 
 def _explainer_settings(policy_obj, opts: AuditOptions) -> dict:
+    method = opts.method or policy_obj.explainer.method
     return {
-        "method": opts.method or policy_obj.explainer.method,
+        "method": method,
         "layer": opts.layer or policy_obj.explainer.layer,
         "batch_size": opts.batch_size or policy_obj.explainer.batch_size,
         "preprocess": opts.preprocess,
+        # the policy's options are for the policy's method; a method chosen on the command line takes its own
+        "options": (dict(policy_obj.explainer.options) if method == policy_obj.explainer.method else {})
+        | dict(opts.method_options or {}),
     }
 
 

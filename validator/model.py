@@ -6,6 +6,7 @@ so on nested transfer-learning models): the explainers hook the target layer whi
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from validator.model_uri import fetch_model
 from validator.safe_load import MODEL_SUFFIXES, refuse_unsafe
 
 SOFT_ACTIVATIONS = ("softmax", "sigmoid")
+MULTI_LABEL_THRESHOLD = 0.5  # a label is given when its sigmoid probability reaches this
 INPUT_CHANNELS = (1, 3, 4)  # grayscale, RGB, RGBA: what validator.data.read_image decodes to
 
 
@@ -56,6 +58,20 @@ class LoadedModel:
     def binary_sigmoid(self) -> bool:
         """A one-unit sigmoid head: class 1 is +logit, class 0 is -logit."""
         return self.num_outputs == 1
+
+    @property
+    def multi_label(self) -> bool:
+        """K > 1 independent sigmoid units: each label is present or not, and an image may carry several."""
+        return self.head_activation == "sigmoid" and self.num_outputs > 1
+
+    def detected(self, probabilities, class_ids) -> np.ndarray:
+        """Per row, whether the model gives label ``class_ids[i]``: its probability >= 0.5 for a multi-label
+        head (per-label detection: the argmax says nothing when several labels may be on), else the argmax."""
+        probabilities = np.asarray(probabilities)
+        class_ids = np.asarray(class_ids, dtype=int)
+        if self.multi_label:
+            return probabilities[np.arange(len(class_ids)), class_ids] >= MULTI_LABEL_THRESHOLD
+        return probabilities.argmax(axis=1) == class_ids
 
     @property
     def num_classes(self) -> int:
@@ -392,6 +408,29 @@ def _is_preprocessing(layer) -> bool:
     return isinstance(layer, keras.layers.InputLayer) or ".preprocessing." in type(layer).__module__
 
 
+# A vision transformer's block outputs tokens [N, T, D]: T = g*g patch tokens, plus up to two leading
+# special tokens (the class token; DeiT's distillation token), which are dropped before reshaping to g x g.
+MAX_SPECIAL_TOKENS = 2
+
+
+def token_grid(tokens: int) -> tuple[int, int] | None:
+    """(g, special) when ``tokens`` = g*g patch tokens + ``special`` leading tokens (g >= 2), else None."""
+    for special in range(MAX_SPECIAL_TOKENS + 1):
+        g = math.isqrt(max(tokens - special, 0))
+        if g >= 2 and g * g == tokens - special:
+            return g, special
+    return None
+
+
+def target_grid(layer) -> tuple[int, int]:
+    """(h, w) of the map a target layer gives: its spatial size, or the patch grid of a token sequence."""
+    shape = layer.output.shape
+    if len(shape) == 3:
+        g, _ = token_grid(int(shape[1]))
+        return g, g
+    return int(shape[1]), int(shape[2])
+
+
 def _spatial_output(layer) -> tuple | None:
     if _is_preprocessing(layer):
         return None
@@ -401,11 +440,23 @@ def _spatial_output(layer) -> tuple | None:
         return None
     if len(shape) == 4 and shape[1] is not None and shape[2] is not None and shape[1] > 1 and shape[2] > 1:
         return tuple(shape)
+    if (len(shape) == 3 and shape[1] is not None and shape[2] is not None and shape[2] > 1
+            and token_grid(int(shape[1])) is not None and _is_token_layer(layer)):
+        return tuple(shape)
     return None
 
 
+def _is_token_layer(layer) -> bool:
+    """A transformer block's output, not a 1-D convolution over a sequence that happens to be square: the
+    layer is (or ends) an attention block, a LayerNormalization, or an Add of a residual stream."""
+    names = type(layer).__name__
+    return names in ("MultiHeadAttention", "LayerNormalization", "Add") or "Transformer" in names or \
+        "Encoder" in names or "Block" in names
+
+
 def candidate_layers(model) -> list:
-    """Layers whose output is a 4-D feature map with spatial size > 1 (1x1 'logit convs' excluded)."""
+    """Layers whose output is a 4-D feature map with spatial size > 1 (1x1 'logit convs' excluded), or a
+    transformer block's token sequence [N, g*g (+ class token), D] (a ViT: reshaped to the g x g patch grid)."""
     return [layer for layer in iter_layers(model) if _spatial_output(layer) is not None]
 
 
@@ -418,7 +469,8 @@ def find_target_layer(model, name: str | None = None):
                 if _spatial_output(layer) is None:
                     raise ModelUsageError(
                         f"layer '{name}' has output shape {getattr(layer.output, 'shape', '?')}, not a spatial "
-                        f"feature map [N,H,W,C] with H,W > 1; candidates: {_names(candidates)}"
+                        f"feature map [N,H,W,C] with H,W > 1 nor transformer tokens [N, g*g (+1), D]; "
+                        f"candidates: {_names(candidates)}"
                     )
                 return layer
         raise ModelUsageError(f"no layer named '{name}' in the model; candidates: {_names(candidates)}")

@@ -48,11 +48,13 @@ def explain_set(loaded, samples, class_names, settings: dict, *, regions=None, p
     from validator.probes.runner import SANITY_COLUMN, ProbeRunner
 
     samples = mixed_order(samples, seed)
-    explainer = Explainer(loaded, method=settings["method"], layer=settings["layer"], batch_size=settings["batch_size"])
+    explainer = Explainer(loaded, method=settings["method"], layer=settings["layer"], batch_size=settings["batch_size"],
+                          options=settings.get("options"))
     runner = None
     if probes is not None:
         runner = ProbeRunner(loaded, samples, probes, seed=seed, method=explainer.method.name,
-                             layer=explainer.target.name, batch_size=settings["batch_size"])
+                             layer=explainer.target.name if explainer.target is not None else None,
+                             batch_size=settings["batch_size"], options=explainer.options)
     collector = DiscoveryCollector(probes.discovery_grid if probes else 16, probes.max_clusters if probes else 8, seed)
     issues: list = []
     chunks: list[dict] = []
@@ -88,7 +90,8 @@ def explain_set(loaded, samples, class_names, settings: dict, *, regions=None, p
             "predicted": result.predicted.astype(int),
             "predicted_name": np.array([_name(class_names, p) for p in result.predicted], dtype=object),
             "confidence": result.confidence.astype(float),
-            "correct": np.where(labelled, (result.predicted == class_ids).astype(float), np.nan),
+            # per-label detection for a multi-label head (p >= 0.5), the argmax otherwise
+            "correct": np.where(labelled, loaded.detected(result.probabilities, class_ids).astype(float), np.nan),
             **scores,
         }
         chunk["dead"] = np.where(labelled, result.dead.astype(float), np.nan)

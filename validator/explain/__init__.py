@@ -5,7 +5,7 @@ Imported lazily: ``validator.explain.names`` (the method names) must not pull in
 
 from validator.explain.names import METHOD_NAMES
 
-__all__ = ["METHODS", "METHOD_NAMES", "DeadMapWarning", "Explainer", "Explanation", "heatmaps"]
+__all__ = ["METHODS", "METHOD_NAMES", "DeadMapWarning", "Explainer", "Explanation", "cached_explainer", "heatmaps"]
 
 
 def __getattr__(name: str):
@@ -13,7 +13,7 @@ def __getattr__(name: str):
         from validator.explain.methods import METHODS
 
         return METHODS
-    if name in {"DeadMapWarning", "Explainer", "Explanation", "heatmaps"}:
+    if name in {"DeadMapWarning", "Explainer", "Explanation", "cached_explainer", "heatmaps"}:
         from validator.explain import engine
 
         return getattr(engine, name)

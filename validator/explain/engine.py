@@ -23,7 +23,7 @@ from validator._tf import keras, tf
 from validator.errors import ModelUsageError, UsageError
 from validator.explain.methods import METHODS
 from validator.layer_patch import bypass_head, patched
-from validator.model import LoadedModel, find_target_layer, layers_after, load_model
+from validator.model import LoadedModel, find_target_layer, layers_after, load_model, token_grid
 
 CAM_HEAD_LAYERS = ("GlobalAveragePooling2D", "Dropout", "Dense", "Activation", "Softmax")
 
@@ -105,6 +105,15 @@ def head_outputs(loaded: LoadedModel):
         return outputs, tf.nn.softmax(outputs, axis=1)
 
     return scores_and_probabilities
+
+
+def as_grid(values):
+    """A transformer's tokens [N, T, D] as a patch grid [N, g, g, D] (leading class/distillation tokens
+    dropped: see :func:`validator.model.token_grid`); a 4-D feature map is returned as it is."""
+    if len(values.shape) != 3:
+        return values
+    g, special = token_grid(int(values.shape[1]))
+    return tf.reshape(values[:, special:, :], (-1, g, g, int(values.shape[2])))
 
 
 class Explainer:
@@ -191,9 +200,9 @@ class Explainer:
                     f"the target layer '{target.name}' did not run when the model was called; choose a layer "
                     "on the model's forward path (--layer)"
                 )
-            activations = tf.cast(sink[-1], tf.float32)
+            activations = as_grid(tf.cast(sink[-1], tf.float32))
             if method.needs_gradient:
-                gradients = tf.cast(tape.gradient(chosen, sink[-1]), tf.float32)
+                gradients = as_grid(tf.cast(tape.gradient(chosen, sink[-1]), tf.float32))
                 layer_maps = method.combine(activations, gradients)
             else:
                 weights = tf.transpose(tf.gather(self.cam_kernel, class_ids, axis=1))
@@ -256,16 +265,40 @@ class Explainer:
             )
 
 
+CACHE_ATTRIBUTE = "_camgate_explainers"
+
+
+def cached_explainer(model, method: str = "gradcam", layer: str | None = None, batch_size: int = 32,
+                     options: dict | None = None) -> Explainer:
+    """The Explainer for this in-memory model and these settings, built once and reused.
+
+    Building an Explainer traces its graph (seconds on a large model); ``heatmaps()`` called in a loop used to
+    do it on every call. The cache lives on the model object itself, so it never keeps a model alive (the
+    explainers go when the model goes) and two models never share one. A path or URI is loaded afresh on
+    every call (no cache): pass a loaded ``keras.Model`` to reuse the graph."""
+    target = model.model if isinstance(model, LoadedModel) else model
+    if not isinstance(target, keras.Model):
+        return Explainer(model, method=method, layer=layer, batch_size=batch_size, options=options)
+    key = (method, layer, int(batch_size), tuple(sorted((options or {}).items())))
+    cache = vars(target).setdefault(CACHE_ATTRIBUTE, {})  # vars(): Keras' __setattr__ would track the dict
+    if key not in cache:
+        cache[key] = Explainer(model, method=method, layer=layer, batch_size=batch_size, options=options)
+    return cache[key]
+
+
 def heatmaps(
-    model, images, class_ids, method: str = "gradcam", layer: str | None = None, batch_size: int = 32
+    model, images, class_ids, method: str = "gradcam", layer: str | None = None, batch_size: int = 32,
+    options: dict | None = None,
 ):
     """Heatmaps float32 [N,H,W] >= 0 at input resolution (not normalised), one per image for its class.
 
-    ``model``: a keras.Model, a path (.keras/.h5/SavedModel dir) or an MLflow URI. A dead map (sum 0: no
-    gradient reached the layer) is not an explanation: it raises a :class:`DeadMapWarning` naming the indices;
-    use :class:`Explainer` to get the per-image ``dead`` flags.
+    ``model``: a keras.Model, a path (.keras/.h5/SavedModel dir) or an MLflow URI. For an in-memory model the
+    Explainer is cached (:func:`cached_explainer`), so calling this in a loop costs what the class costs. A
+    dead map (sum 0: no gradient reached the layer) is not an explanation: it raises a
+    :class:`DeadMapWarning` naming the indices; use :class:`Explainer` to get the per-image ``dead`` flags.
     """
-    result = Explainer(model, method=method, layer=layer, batch_size=batch_size).explain(images, class_ids)
+    explainer = cached_explainer(model, method=method, layer=layer, batch_size=batch_size, options=options)
+    result = explainer.explain(images, class_ids)
     if result.dead.any():
         indices = np.flatnonzero(result.dead).tolist()
         warnings.warn(

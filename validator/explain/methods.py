@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from validator._tf import tf
-from validator.explain.names import METHOD_NAMES
+from validator.explain.names import METHOD_NAMES, METHOD_OPTIONS
 
 EPS = 1e-7
 
@@ -79,22 +79,21 @@ METHODS: dict[str, Method] = {
         LayerCAM("layercam", True, "LayerCAM: each location weighted by its positive gradient; fine on early layers"),
         Method("scorecam", False, "Score-CAM: channels weighted by the class score of the input masked by each",
                family="scorecam", cost="1 + min(K, max_channels) forward passes per image",
-               defaults={"max_channels": 64}),
+               defaults=METHOD_OPTIONS["scorecam"]),
         Method("saliency", True, "Vanilla saliency: |dy/dx|, max over colour channels", family="pixel",
                needs_layer=False),
         Method("smoothgrad", True, "SmoothGrad: |mean gradient| over noisy copies", family="pixel", needs_layer=False,
-               cost="n forward + n backward passes per image", defaults={"samples": 25, "noise": 0.15}),
+               cost="n forward + n backward passes per image", defaults=METHOD_OPTIONS["smoothgrad"]),
         Method("integrated_gradients", True, "Integrated Gradients from a baseline, with its completeness gap",
                family="pixel", needs_layer=False, cost="steps forward + steps backward passes per image",
-               defaults={"steps": 32, "baseline": "black"}),
+               defaults=METHOD_OPTIONS["integrated_gradients"]),
         Method("occlusion", False, "Occlusion: class-score drop when a patch is greyed out", family="pixel",
                needs_layer=False, cost="1 + (patch positions) forward passes per image",
-               defaults={"patch": 0.125, "stride": 0.0625}),
+               defaults=METHOD_OPTIONS["occlusion"]),
         Method("augmented_gradcam", True, "Augmented Grad-CAM: TV-regularised super-resolution of the Grad-CAMs "
                "of augmented views (Morbidelli et al. 2020)", family="augmented",
                cost="views forward + views backward passes per image, plus the solver",
-               defaults={"views": 32, "rotation": 0.5, "translation": 0.134, "steps": 200, "learning_rate": 1e-3,
-                         "tv": 0.002, "l2": 1e-4, "upscale": 4}),
+               defaults=METHOD_OPTIONS["augmented_gradcam"]),
     )
 }
 if tuple(METHODS) != METHOD_NAMES:  # the shared list and the implementations must not drift apart

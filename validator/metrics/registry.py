@@ -93,7 +93,9 @@ _ENTRIES = [
     _info("centre_heat", None, 0, 1, CONTINUOUS, False,
           "Share of heat in the central 50% x 50% rectangle (a quarter of the image): with no boxes, where "
           "the evidence sits; 0.25 for a uniform map."),
-    _info("correct", True, 0, 1, BOOLEAN, False, "1 when the model's prediction equals the label (filled by the caller).",
+    _info("correct", True, 0, 1, BOOLEAN, False,
+          "1 when the model's prediction equals the label; for a multi-label head (K sigmoid units), when the "
+          "label's probability is >= 0.5 (per-label detection).",
           PREDICTION),
     _info("confidence", None, 0, 1, CONTINUOUS, False,
           "Predicted probability of the explained class (filled by the caller).", PREDICTION),

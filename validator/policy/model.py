@@ -32,6 +32,7 @@ class Explainer:
     method: str = "gradcam"
     layer: str | None = None
     batch_size: int = 32
+    options: tuple = ()  # (name, value) pairs of the method's options (validator.explain.names.METHOD_OPTIONS)
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ class Policy:
             "version": self.version,
             "classes": list(self.classes) if self.classes is not None else None,
             "explainer": {"method": self.explainer.method, "layer": self.explainer.layer,
-                          "batch_size": self.explainer.batch_size},
+                          "batch_size": self.explainer.batch_size, "options": dict(self.explainer.options)},
             "sample": {
                 "max_samples": self.sample.max_samples,
                 "seed": self.sample.seed,

@@ -116,9 +116,24 @@ def _classes(raw: object, source: Source) -> tuple[str, ...] | None:
 
 
 def _explainer(raw: object, source: Source) -> Explainer:
-    f = Fields(raw, "explainer", source, ("method", "layer", "batch_size"), "explainer")
-    return Explainer(method=f.choice("method", METHODS, "gradcam"), layer=f.string("layer", None),
-                     batch_size=f.integer("batch_size", 32, lo=1))
+    from validator.explain.names import METHOD_OPTIONS
+
+    f = Fields(raw, "explainer", source, ("method", "layer", "batch_size", "options"), "explainer")
+    method = f.choice("method", METHODS, "gradcam")
+    known = METHOD_OPTIONS.get(method, {})
+    opts = Fields(f.raw_value("options"), "explainer.options", source, tuple(known), f"options of method {method!r}")
+    options = []
+    for name, default in known.items():
+        if name not in opts.raw:
+            continue
+        if isinstance(default, str):
+            options.append((name, opts.string(name)))
+        elif isinstance(default, int) and not isinstance(default, bool):
+            options.append((name, opts.integer(name, lo=0)))
+        else:
+            options.append((name, opts.number(name, lo=0.0, hi=1e9, what="a non-negative number")))
+    return Explainer(method=method, layer=f.string("layer", None), batch_size=f.integer("batch_size", 32, lo=1),
+                     options=tuple(options))
 
 
 def _probes(raw: object, source: Source) -> Probes:

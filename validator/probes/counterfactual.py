@@ -261,13 +261,16 @@ def probe_scores(
     fill: str = "tile",
     seed: int = 0,
     original_probabilities: np.ndarray | None = None,
+    multi_label: bool = False,
 ) -> dict[str, np.ndarray]:
     """Per-sample probe columns (float64 [N], NaN where the sample is not probed; see the module doc).
 
     ``predict`` maps float32 [N, H, W, C] model inputs to probabilities [N, num_classes]; it is called
     exactly three times, on the originals, on all background-only and on all object-only images, so the
     caller chooses N to fit memory. ``original_probabilities`` [N, num_classes], when the caller already has
-    them (the explainer computes them), saves the first call. ``object_only_correct`` and ``bg_gap`` are also NaN where no donor of
+    them (the explainer computes them), saves the first call. ``multi_label`` (K independent sigmoid units):
+    a label counts as given when its probability is >= 0.5, not by the argmax, and chance is 0, so
+    ``bg_only_skill`` is the share of labels still detected with the object removed. ``object_only_correct`` and ``bg_gap`` are also NaN where no donor of
     another class exists (see ``object_only``): counting those as "no gap" would dilute the BG-gap.
     """
     if not callable(predict):
@@ -299,10 +302,13 @@ def probe_scores(
 
     probed = _probed(masks)
     mixed_ok = probed & (donor >= 0)
-    correct = (p_orig.argmax(axis=1) == ids).astype(np.float64)
-    bg_correct = (p_bg.argmax(axis=1) == ids).astype(np.float64)
-    obj_correct = (p_obj.argmax(axis=1) == ids).astype(np.float64)
-    chance = 1.0 / num_classes
+    def given(probs):
+        if multi_label:
+            return (probs[rows, ids] >= 0.5).astype(np.float64)
+        return (probs.argmax(axis=1) == ids).astype(np.float64)
+
+    correct, bg_correct, obj_correct = given(p_orig), given(p_bg), given(p_obj)
+    chance = 0.0 if multi_label else 1.0 / num_classes
 
     def only(values, valid):
         return np.where(valid, values, np.nan).astype(np.float64)

@@ -22,9 +22,10 @@ SANITY_COLUMN = "sanity_spearman"
 class ProbeRunner:
     """``on_batch`` returns the probe columns of one batch; ``finish`` adds the sanity column and a summary."""
 
-    def __init__(self, loaded, samples, probes, *, seed: int, method: str, layer: str, batch_size: int):
+    def __init__(self, loaded, samples, probes, *, seed: int, method: str, layer: str | None, batch_size: int,
+                 options: dict | None = None):
         self.loaded, self.probes, self.seed = loaded, probes, int(seed)
-        self.method, self.layer, self.batch_size = method, layer, batch_size
+        self.method, self.layer, self.batch_size, self.options = method, layer, batch_size, dict(options or {})
         self.seconds = {"counterfactual": 0.0, "faithfulness": 0.0, "sanity": 0.0}
         self.predictor = None
         if probes.counterfactual or probes.faithfulness_samples:
@@ -50,7 +51,8 @@ class ProbeRunner:
 
             scores = probe_scores(self.predictor, batch.images, batch.boxes, class_ids, self.loaded.num_classes,
                                   fill=self.probes.fill, seed=self.seed + self._batches,
-                                  original_probabilities=result.probabilities)
+                                  original_probabilities=result.probabilities,
+                                  multi_label=self.loaded.multi_label)
             for name in COUNTERFACTUAL_COLUMNS:
                 columns[name] = np.where(labelled, scores[name], np.nan)
         now = time.perf_counter()
@@ -94,7 +96,7 @@ class ProbeRunner:
 
                 result = cascade(self.loaded.model, np.stack(self._sanity_images), np.array(self._sanity_classes),
                                  method=self.method, layer=self.layer, stages=self.probes.sanity_stages,
-                                 seed=self.seed, batch_size=self.batch_size)
+                                 seed=self.seed, batch_size=self.batch_size, options=self.options)
                 column[np.array(self._sanity_rows)] = result.per_sample_final
                 summary["sanity"].update(result.summary())
             except CamgateError as exc:  # e.g. a model that cannot be cloned: the check is not judged, and says why

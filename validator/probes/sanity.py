@@ -359,7 +359,9 @@ def _dead(maps: np.ndarray) -> np.ndarray:
 
 def _grid(target, map_shape: tuple[int, int]) -> tuple[int, int]:
     if target is not None:
-        h, w = (int(v) for v in target.output.shape[1:3])
+        from validator.model import target_grid
+
+        h, w = target_grid(target)
     else:
         h = w = COMPARE_SIZE
     return min(h, map_shape[0]), min(w, map_shape[1])
@@ -381,16 +383,18 @@ class _StageExplainer:
     """Maps of the clone at its current weights: the given callable, or Grad-CAM & co. via an Explainer that
     targets the CLONE's layer (found on the original, looked up at the same position in the clone)."""
 
-    def __init__(self, clone, clone_leaves, target_index, method, explain, batch_size):
+    def __init__(self, clone, clone_leaves, target_index, method, explain, batch_size, options=None):
         self.clone, self.method, self.explain_fn, self.batch_size = clone, method, explain, batch_size
+        self.options = options
         self.target = clone_leaves[target_index] if target_index is not None else None
         self.explainer = None
 
     def _build(self):
         from validator.explain.engine import Explainer
 
-        explainer = Explainer(self.clone, method=self.method, layer=self.target.name, batch_size=self.batch_size)
-        if explainer.target is not self.target:
+        explainer = Explainer(self.clone, method=self.method, layer=self.target.name, batch_size=self.batch_size,
+                              options=self.options)
+        if explainer.target is not None and explainer.target is not self.target:
             raise ModelUsageError(
                 f"the target layer name '{self.target.name}' is not unique in the model; the sanity check "
                 "cannot tell which layer to explain in the clone (pass --layer with a unique name)"
@@ -421,6 +425,7 @@ def cascade(
     stages: int | Sequence[int] | None = None,
     seed: int = 0,
     batch_size: int = 32,
+    options: dict | None = None,
 ) -> SanityResult:
     """Cascading randomisation (Adebayo et al. 2018): maps of the trained model, then of a clone whose top
     1, ..., L weighted layers are re-drawn (``stages``: see :func:`plan_stages`), and per sample the Spearman
@@ -443,7 +448,7 @@ def cascade(
     started = time.perf_counter()
     clone = _clone(original)
     clone_leaves = _leaves(clone)
-    stage_maps = _StageExplainer(clone, clone_leaves, target_index, method, explain, batch_size)
+    stage_maps = _StageExplainer(clone, clone_leaves, target_index, method, explain, batch_size, options)
     original_maps, original_dead = stage_maps(images, class_ids)
     grid = _grid(leaves[target_index] if target_index is not None else None, original_maps.shape[1:])
     reference = downsample(original_maps, grid)

@@ -36,8 +36,8 @@ def render_overlays(loaded, samples, run, settings: dict, out_dir: Path) -> list
     chosen = [by_id[i] for i in dict.fromkeys(p["sample_id"] for p in picks) if i in by_id]
     if chosen:
         explainer = run.explainer or Explainer(
-            loaded, method=settings["method"], layer=settings["layer"], batch_size=settings["batch_size"]
-        )
+            loaded, method=settings["method"], layer=settings["layer"], batch_size=settings["batch_size"],
+            options=settings.get("options"))
         kinds: dict = {}
         for p in picks:
             kinds.setdefault(p["sample_id"], []).append(p)
