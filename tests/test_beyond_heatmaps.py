@@ -46,7 +46,7 @@ def test_weather_shortcut_reads_the_background_and_the_clean_model_does_not(tmp_
     failed = {c["check_id"] for c in shortcut.failed_checks}
     assert {"object-heat", "background-only", "background-swap"} <= failed
     assert clean.status == "PASS"
-    assert shortcut.probes["counterfactual"]["fill"] == "mean"
+    assert shortcut.probes["counterfactual"]["fill"] == "tile"
 
 
 def test_randomising_a_trained_model_changes_its_grad_cam_maps(tmp_path, heldout_coco, clean_model):
