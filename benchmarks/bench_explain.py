@@ -176,7 +176,7 @@ def bench_model(name: str, batch_sizes: list[int], plan: dict, methods, peers: b
     import numpy as np
 
     from validator._tf import tf
-    from validator.explain import Explainer
+    from validator.explain import Explainer, heatmaps
 
     model, layer_name = build_model(name)
     height, width = (int(v) for v in model.input_shape[1:3])
@@ -212,6 +212,10 @@ def bench_model(name: str, batch_sizes: list[int], plan: dict, methods, peers: b
         contenders = {"floor": unit(floor, images_t, class_ids_t)}
         for m, explainer in explainers.items():
             contenders[f"camgate {m}"] = unit(explainer.explain, images, class_ids)
+        # the function API: its Explainer is cached on the model, so it should run at the class's speed
+        contenders["heatmaps()"] = unit(
+            lambda x, c, _bs=bs: heatmaps(model, x, c, layer=layer_name, batch_size=_bs), images,
+            class_ids)
         if tkv is not None:
             contenders["tf-keras-vis"] = unit(tkv, images, class_ids)
         warmups = {}
@@ -232,11 +236,12 @@ def bench_model(name: str, batch_sizes: list[int], plan: dict, methods, peers: b
             "ratios": {},
         }
         if gc is not None:
-            for other in ("floor", "tf-keras-vis", "per-image loop", "per-image compiled"):
+            for other in ("floor", "heatmaps()", "tf-keras-vis", "per-image loop", "per-image compiled"):
                 if other in rates:
                     entry["ratios"][f"gradcam/{other}"] = paired_ratio(gc, rates[other])
         for m in methods:
             entry["ratios"][f"{m}/floor"] = paired_ratio(rates[f"camgate {m}"], rates["floor"])
+        entry["ratios"]["heatmaps()/floor"] = paired_ratio(rates["heatmaps()"], rates["floor"])
         results["batch_sizes"][bs] = entry
         log(f"[{name}] batch {bs}: {repeats} x {iters * bs} images per contender in "
             f"{time.perf_counter() - started:.1f}s")
@@ -244,7 +249,8 @@ def bench_model(name: str, batch_sizes: list[int], plan: dict, methods, peers: b
 
 
 def render(all_results: list[dict], methods) -> str:
-    names = ["floor", *(f"camgate {m}" for m in methods), "tf-keras-vis", "per-image loop", "per-image compiled"]
+    names = ["floor", *(f"camgate {m}" for m in methods), "heatmaps()", "tf-keras-vis", "per-image loop",
+             "per-image compiled"]
     rows = []
     for res in all_results:
         for bs, entry in res["batch_sizes"].items():
@@ -252,7 +258,7 @@ def render(all_results: list[dict], methods) -> str:
             rows.append([res["model"], bs, *(ips.get(n, float("nan")) for n in names)])
     out = ["Throughput, images/s (median of interleaved repetitions):", "",
            table(["model", "batch", *names], rows), ""]
-    ratio_keys = ["gradcam/floor", "gradcam/tf-keras-vis", "gradcam/per-image loop", "gradcam/per-image compiled",
+    ratio_keys = ["gradcam/floor", "heatmaps()/floor", "gradcam/heatmaps()", "gradcam/tf-keras-vis", "gradcam/per-image loop", "gradcam/per-image compiled",
                   *(f"{m}/floor" for m in methods if m != "gradcam")]
     rows = []
     for res in all_results:
