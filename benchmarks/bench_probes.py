@@ -1,7 +1,8 @@
 """Cost of the checks that do not trust one heatmap, as ratios against the Explainer in the same run.
 
-    .venv/bin/python benchmarks/bench_probes.py                     # both models (~5-6 min on 2 shared cores)
-    .venv/bin/python benchmarks/bench_probes.py --quick             # fewer images and repetitions
+    .venv/bin/python benchmarks/bench_probes.py                     # both models (ResNet50 not timed in full mode yet)
+    .venv/bin/python benchmarks/bench_probes.py --quick             # ~20 s small CNN + ~100-120 s ResNet50 (2 cores)
+    .venv/bin/python benchmarks/bench_probes.py --models small_cnn  # full small CNN only, ~30 s
     .venv/bin/python benchmarks/bench_probes.py --models small_cnn --json probes.json
 
 Components, each timed best-of-k (``time.perf_counter``, after an untimed warm-up), repetitions interleaved
