@@ -1,6 +1,5 @@
 """The heatmap methods. A CAM-family method only says how it combines activations A and gradients G into a
-layer map (pytorch-grad-cam's template); the other families (Score-CAM, pixel attributions, Augmented
-Grad-CAM) build their own batched step in their module (``validator.explain.<family>``), behind the same
+layer map (pytorch-grad-cam's template); the other families (Score-CAM, pixel attributions) build their own batched step in their module (``validator.explain.<family>``), behind the same
 :class:`~validator.explain.engine.Explainer`.
 
 Shapes: A, G are [N, h, w, K] (channels last); the result is [N, h, w] before the ReLU that the engine applies.
@@ -90,10 +89,6 @@ METHODS: dict[str, Method] = {
         Method("occlusion", False, "Occlusion: class-score drop when a patch is greyed out", family="pixel",
                needs_layer=False, cost="1 + (patch positions) forward passes per image",
                defaults=METHOD_OPTIONS["occlusion"]),
-        Method("augmented_gradcam", True, "Augmented Grad-CAM: TV-regularised super-resolution of the Grad-CAMs "
-               "of augmented views (Morbidelli et al. 2020)", family="augmented",
-               cost="views forward + views backward passes per image, plus the solver",
-               defaults=METHOD_OPTIONS["augmented_gradcam"]),
     )
 }
 if tuple(METHODS) != METHOD_NAMES:  # the shared list and the implementations must not drift apart

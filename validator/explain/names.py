@@ -4,7 +4,7 @@ A leaf without TensorFlow, so validating a policy or building the CLI does not i
 """
 
 METHOD_NAMES = ("gradcam", "gradcampp", "hirescam", "cam", "layercam", "scorecam", "saliency", "smoothgrad",
-                "integrated_gradients", "occlusion", "augmented_gradcam")
+                "integrated_gradients", "occlusion")
 
 # Each method's options and their defaults (policy `explainer.options`, `Explainer(options=...)`).
 METHOD_OPTIONS: dict[str, dict] = {
@@ -12,6 +12,4 @@ METHOD_OPTIONS: dict[str, dict] = {
     "smoothgrad": {"samples": 25, "noise": 0.15},
     "integrated_gradients": {"steps": 32, "baseline": "black"},
     "occlusion": {"patch": 0.125, "stride": 0.0625},
-    "augmented_gradcam": {"views": 32, "rotation": 0.5, "translation": 0.134, "steps": 200, "learning_rate": 1e-3,
-                          "tv": 0.002, "l2": 1e-4, "upscale": 4},
 }
