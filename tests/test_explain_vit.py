@@ -17,6 +17,9 @@ def _vit(class_token: bool, seed: int = 0):
         def build(self, input_shape):
             self.token = self.add_weight(shape=(1, 1, input_shape[-1]), initializer="random_normal")
 
+        def compute_output_shape(self, input_shape):  # older Keras cannot infer T + 1 through ops.tile
+            return (input_shape[0], input_shape[1] + 1, input_shape[2])
+
         def call(self, x):
             batch = keras.ops.shape(x)[0]
             return keras.ops.concatenate([keras.ops.tile(self.token, [batch, 1, 1]), x], axis=1)

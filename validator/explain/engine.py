@@ -107,13 +107,15 @@ def head_outputs(loaded: LoadedModel):
     return scores_and_probabilities
 
 
-def as_grid(values):
+def as_grid(values, static_shape=None):
     """A transformer's tokens [N, T, D] as a patch grid [N, g, g, D] (leading class/distillation tokens
-    dropped: see :func:`validator.model.token_grid`); a 4-D feature map is returned as it is."""
-    if len(values.shape) != 3:
+    dropped: see :func:`validator.model.token_grid`); a 4-D feature map is returned as it is.
+    ``static_shape``: the layer's declared output shape, for Keras versions whose traced T is unknown."""
+    shape = tuple(static_shape) if static_shape is not None else tuple(values.shape)
+    if len(shape) != 3:
         return values
-    g, special = token_grid(int(values.shape[1]))
-    return tf.reshape(values[:, special:, :], (-1, g, g, int(values.shape[2])))
+    g, special = token_grid(int(shape[1]))
+    return tf.reshape(values[:, special:, :], (-1, g, g, int(shape[2])))
 
 
 class Explainer:
@@ -200,9 +202,9 @@ class Explainer:
                     f"the target layer '{target.name}' did not run when the model was called; choose a layer "
                     "on the model's forward path (--layer)"
                 )
-            activations = as_grid(tf.cast(sink[-1], tf.float32))
+            activations = as_grid(tf.cast(sink[-1], tf.float32), target.output.shape)
             if method.needs_gradient:
-                gradients = as_grid(tf.cast(tape.gradient(chosen, sink[-1]), tf.float32))
+                gradients = as_grid(tf.cast(tape.gradient(chosen, sink[-1]), tf.float32), target.output.shape)
                 layer_maps = method.combine(activations, gradients)
             else:
                 weights = tf.transpose(tf.gather(self.cam_kernel, class_ids, axis=1))

@@ -1,4 +1,4 @@
-"""Score-CAM (Wang et al. 2020): channels weighted by how much the input they mask raises the class probability.
+"""Score-CAM (Wang et al. 2020): channels weighted by how much the input they keep raises the class probability.
 
 No gradient: a channel earns its weight from forward passes only, so a saturated softmax or a dead gradient
 (the failure modes of Grad-CAM) does not silence it. The price is one forward pass per kept channel.
@@ -50,7 +50,9 @@ def max_channels_option(value) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise UsageError(f"scorecam option max_channels must be an integer >= 0 or null (all channels), got {value!r}")
+        raise UsageError(
+            f"scorecam option max_channels must be an integer >= 0 or null (all channels), got {value!r}"
+        )
     return int(value) or None
 
 
@@ -115,7 +117,8 @@ def build_step(explainer):
              for s in range(0, n * kept, chunk)],
             axis=0,
         )
-        weights = tf.reshape(scores, [n, kept]) - tf.gather(baseline, class_ids)[:, None]  # increase of confidence
+        # the increase of confidence over the all-zero baseline
+        weights = tf.reshape(scores, [n, kept]) - tf.gather(baseline, class_ids)[:, None]
         selected = tf.gather(activations, channels, axis=3, batch_dims=1)  # [n, h, w, kept]
         layer_maps = tf.nn.relu(tf.einsum("nhwk,nk->nhw", selected, weights))
         maps = tf.image.resize(layer_maps[..., None], (height, width), method="bilinear")[..., 0]
