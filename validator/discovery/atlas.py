@@ -21,30 +21,13 @@ import numpy as np
 
 from validator.errors import UsageError
 from validator.metrics.geometry import rect_masks
+from validator.metrics.localisation import _check_fraction, _check_maps  # the same rules as the scores
 from validator.metrics.registry import CORNERS
 
 DEFAULT_GRID = 16
 OVERALL = "overall"
 # Region names returned by region_shares; each comes with "area_<name>", its share under a uniform map.
 REGIONS = (*(f"corner_{c}" for c in CORNERS), "border", "centre")
-
-
-def _check_fraction(name: str, value: float, hi: float) -> float:
-    value = float(value)
-    if not 0.0 < value <= hi:
-        raise UsageError(f"{name} must be in (0, {hi}], got {value}")
-    return value
-
-
-def _stack(maps: np.ndarray) -> np.ndarray:
-    """float64 [N, H, W]; negative heat is an error (clip after resampling), NaN marks a dead map."""
-    arr = np.asarray(maps)
-    if arr.ndim != 3:
-        raise ValueError(f"maps must have shape [N, H, W], got {arr.shape}")
-    arr = arr.astype(np.float64, copy=False)
-    if np.any(arr < 0):  # NaN compares False: non-finite maps are dead, not rejected
-        raise ValueError(f"maps must be >= 0; minimum is {np.nanmin(arr)}")
-    return arr
 
 
 def _normalise(arr: np.ndarray) -> np.ndarray:
@@ -67,7 +50,7 @@ def downsample(maps: np.ndarray, grid: int = DEFAULT_GRID) -> np.ndarray:
     grid = int(grid)
     if grid < 1:
         raise UsageError(f"grid must be >= 1, got {grid}")
-    unit = _normalise(_stack(maps))
+    unit = _normalise(_check_maps(maps))
     n, height, width = unit.shape
     if height % grid == 0 and width % grid == 0:
         small = unit.reshape(n, grid, height // grid, grid, width // grid).sum(axis=(2, 4))
@@ -176,9 +159,9 @@ def region_shares(
         arr = arr[None]
     if arr.ndim != 3:
         raise ValueError(f"expected a map [g, g] or maps [N, g, g], got shape {np.shape(atlas_or_maps)}")
-    corner_fraction = _check_fraction("corner_fraction", corner_fraction, 0.5)
-    border_fraction = _check_fraction("border_fraction", border_fraction, 0.5)
-    centre_fraction = _check_fraction("centre_fraction", centre_fraction, 1.0)
+    corner_fraction = _check_fraction("corner_fraction", corner_fraction, 0.0, 0.5)
+    border_fraction = _check_fraction("border_fraction", border_fraction, 0.0, 0.5)
+    centre_fraction = _check_fraction("centre_fraction", centre_fraction, 0.0, 1.0)
     height, width = arr.shape[1:]
     unit = _normalise(arr)
     out: dict[str, float | np.ndarray] = {}
@@ -201,8 +184,8 @@ def centre_heat(maps: np.ndarray, centre_fraction: float = 0.5) -> np.ndarray:
     ``validator.metrics.localisation`` uses for its corners. No object pixels are excluded: this measures
     where the heat is, not whether it is off the object.
     """
-    centre_fraction = _check_fraction("centre_fraction", centre_fraction, 1.0)
-    unit = _normalise(_stack(maps))
+    centre_fraction = _check_fraction("centre_fraction", centre_fraction, 0.0, 1.0)
+    unit = _normalise(_check_maps(maps))
     _, height, width = unit.shape
     lo, hi = (1.0 - centre_fraction) / 2.0, (1.0 + centre_fraction) / 2.0
     rect = np.array([[lo * width, lo * height, hi * width, hi * height]])
