@@ -81,35 +81,87 @@ def tracking_options(f):
 @click.option("--baseline", help="A second model (path or models:/name@alias) audited on the same samples for change checks.")
 @click.option("--fail-on", type=click.Choice(["fail", "warn"]), default="fail", show_default=True, help="Exit 1 also on WARN with 'warn'.")
 @click.option("--trust-model", is_flag=True, help="Allow models whose loading runs Python code (Lambda layers). Only for files you trust.")
+@click.option("--shard", metavar="I/N", help="Explain only shard I of N and write shard.npz into --out; "
+              "`camgate merge` judges the shards (no MLflow run per shard).")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: explain the shards on Ray actors (pip install 'camgate[ray]'), judge on this process.")
+@click.option("--workers", type=click.IntRange(min=1), help="Ray actors (default: one per CPU, or per GPU).")
+@click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Ray: GPUs each actor reserves (e.g. 1, or 0.5 to share one).")
+@click.option("--ray-address", help="Ray: an existing cluster's address (default: start a local one on 127.0.0.1).")
 @tracking_options
 @click.option("-q", "--quiet", is_flag=True, help="Only the verdict line.")
 @click.option("-v", "--verbose", is_flag=True, help="Every check, and tracebacks on stderr.")
 def audit(model, data, data_format, images, policy, method, method_option, layer, preprocess, classes, max_samples, seed,
-          batch_size, out, baseline, fail_on, trust_model, tracking_uri, no_mlflow, experiment, run_name,
-          parent_run_id, promote, quiet, verbose):
+          batch_size, out, baseline, fail_on, trust_model, shard, backend, workers, gpus_per_worker, ray_address,
+          tracking_uri, no_mlflow, experiment, run_name, parent_run_id, promote, quiet, verbose):
     """Audit MODEL (.keras, .h5, SavedModel folder, or MLflow URI) on an annotated held-out set."""
     _refuse_conflicts(no_mlflow=no_mlflow, tracking_uri=tracking_uri, promote=promote, quiet=quiet,
                       verbose=verbose)
+    _refuse_shard_conflicts(shard=shard, backend=backend, tracking_uri=tracking_uri, promote=promote,
+                            parent_run_id=parent_run_id, run_name=run_name)
+    if backend != "ray" and (workers is not None or gpus_per_worker or ray_address):
+        raise click.UsageError("--workers, --gpus-per-worker and --ray-address are for --backend ray")
     from validator.gate import audit as run_audit
 
     progress = _Progress(enabled=not quiet)
     tracking = None
-    if not no_mlflow:
-        from validator.tracking import TrackingOptions
-
-        tracking = TrackingOptions(uri=tracking_uri, experiment=experiment, run_name=run_name,
-                                   parent_run_id=parent_run_id, promote=promote)
+    if not no_mlflow and shard is None:
+        tracking = _tracking(tracking_uri, experiment, run_name, parent_run_id, promote)
     try:
         verdict = run_audit(
             model, data, policy=policy, out=out, format=data_format, images=images, method=method,
             method_options=_method_options(method_option), layer=layer,
             preprocess=preprocess, classes=classes, max_samples=max_samples, seed=seed, batch_size=batch_size,
             baseline=baseline, fail_on=fail_on, trust_model=trust_model, progress=progress, tracking=tracking,
+            shard=shard, backend=backend, workers=workers, gpus_per_worker=gpus_per_worker, ray_address=ray_address,
         )
     finally:
         progress.close()
     _print_verdict(verdict, quiet=quiet, verbose=verbose)
     sys.exit(verdict.exit_code)
+
+
+@main.command()
+@click.argument("shards", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--out", type=click.Path(file_okay=False), help="Report folder (default: ./camgate-report/merged/).")
+@click.option("--fail-on", type=click.Choice(["fail", "warn"]), default="fail", show_default=True, help="Exit 1 also on WARN with 'warn'.")
+@click.option("--trust-model", is_flag=True, help="Allow the recorded model's Python code when re-rendering the overlays.")
+@tracking_options
+@click.option("-q", "--quiet", is_flag=True, help="Only the verdict line.")
+@click.option("-v", "--verbose", is_flag=True, help="Every check, and tracebacks on stderr.")
+def merge(shards, out, fail_on, trust_model, tracking_uri, no_mlflow, experiment, run_name, parent_run_id, promote,
+          quiet, verbose):
+    """Combine the shard audits SHARDS (their --out folders or shard.npz files) and judge the policy once.
+
+    The verdict equals the single-process audit's on the same samples (same seed, same bootstrap)."""
+    _refuse_conflicts(no_mlflow=no_mlflow, tracking_uri=tracking_uri, promote=promote, quiet=quiet,
+                      verbose=verbose)
+    from validator.gate import merge as run_merge
+
+    tracking = None if no_mlflow else _tracking(tracking_uri, experiment, run_name, parent_run_id, promote)
+    verdict = run_merge(list(shards), out=out, fail_on=fail_on, trust_model=trust_model, tracking=tracking)
+    _print_verdict(verdict, quiet=quiet, verbose=verbose)
+    sys.exit(verdict.exit_code)
+
+
+def _tracking(tracking_uri, experiment, run_name, parent_run_id, promote):
+    from validator.tracking import TrackingOptions
+
+    return TrackingOptions(uri=tracking_uri, experiment=experiment, run_name=run_name, parent_run_id=parent_run_id,
+                           promote=promote)
+
+
+def _refuse_shard_conflicts(shard, backend, **tracking) -> None:
+    """A shard judges nothing and logs nothing: options that only a whole audit can honour are refused."""
+    if shard is None:
+        return
+    if backend != "local":
+        raise click.UsageError("--shard runs one shard here; --backend ray runs all of them: choose one")
+    given = [f"--{name.replace('_', '-')}" for name, value in tracking.items() if value is not None]
+    if given:
+        raise click.UsageError(f"{', '.join(given)} cannot be used with --shard: a shard logs no MLflow run; "
+                               "pass them to `camgate merge`")
 
 
 def _method_options(pairs) -> dict:
@@ -154,6 +206,9 @@ def _print_verdict(verdict, quiet: bool, verbose: bool) -> None:
         shown = verdict.checks if verbose else verdict.failed_checks + verdict.warned_checks
         for c in shown:
             click.echo(f"  {c['outcome']:7} {c['check_id']} [{c['slice']}]: {c['message']}")
+    if verdict.status == "PARTIAL" and verdict.shards:
+        click.echo(f"camgate: shard {verdict.shards['index']}/{verdict.shards['count']}: {verdict.shards['rows']} "
+                   f"rows in {verdict.shards['file']} (judge with `camgate merge`)")
     tracked = f"; MLflow run {verdict.tracking['run_id']}" if verdict.tracking.get("run_id") else ""
     click.echo(f"camgate: {verdict.status} (exit {verdict.exit_code}) — report: {out}{tracked}")
 

@@ -21,7 +21,7 @@ from validator.interrupt import AuditInterrupted, interruptible
 from validator.report.files import start_outputs
 from validator.report.gallery import render_overlays, safe_name
 from validator.scoring import explain_set
-from validator.verdict import ERROR, EXIT_INCONCLUSIVE, FAIL, INCONCLUSIVE, PASS, WARN, Verdict
+from validator.verdict import ERROR, EXIT_INCONCLUSIVE, FAIL, INCONCLUSIVE, PARTIAL, PASS, WARN, Verdict
 
 # Box area bins as fractions of the image, for the summary (small objects are where shortcuts hide).
 # COCO's 32^2 / 96^2 px at 640x480 are 0.33% / 3% of the frame: nearly every object a gate audits would
@@ -50,6 +50,11 @@ class AuditOptions:
     progress: Callable[[int, int], None] | None = None
     tracking: object | None = None  # validator.tracking.TrackingOptions; None = no MLflow
     extra_tags: dict = field(default_factory=dict)
+    shard: str | None = None  # "I/N": explain only that shard and write its shard.npz (validator.shard)
+    backend: str = "local"  # "local" | "ray" (validator.ray_backend)
+    workers: int | None = None  # Ray: actors (default: the cluster's CPUs, or its GPUs with gpus_per_worker)
+    gpus_per_worker: float = 0.0
+    ray_address: str | None = None  # Ray: an existing cluster (default: a local one on 127.0.0.1)
 
 
 class _Timer:
@@ -68,10 +73,27 @@ def audit(model, data, policy=None, out=None, **options) -> Verdict:
     Returns the :class:`~validator.verdict.Verdict` (status PASS/WARN/FAIL/ERROR, checks, output paths and the
     exit code the CLI would use). Errors are caught and reported as status ERROR, never raised.
     """
-    started = time.perf_counter()
     model_label = model if isinstance(model, str | Path) else getattr(model, "name", "model")
     out_dir = Path(out) if out is not None else Path("camgate-report") / safe_name(model_label)
     verdict = Verdict(out_dir=out_dir, model=str(model_label), data=str(data))
+    return _guarded(verdict, options, lambda opts, timer: _run(verdict, model, data, policy, opts, timer))
+
+
+def merge(shards, out=None, **options) -> Verdict:
+    """Combine the shard audits ``shards`` (their ``--out`` folders or ``shard.npz`` files) and judge once.
+
+    The verdict is the one a single-process audit of the same samples gives (checks, intervals, tables, atlas
+    and clusters; only timings differ). Options as :func:`audit`: ``fail_on``, ``tracking``, ``today``,
+    ``trust_model`` (for the overlays, rendered when the model and data recorded in the shards are readable)."""
+    shards = [shards] if isinstance(shards, str | Path) else list(shards)
+    out_dir = Path(out) if out is not None else Path("camgate-report") / "merged"
+    verdict = Verdict(out_dir=out_dir, model="<shards>", data="<shards>")
+    return _guarded(verdict, options, lambda opts, timer: _merge(verdict, shards, opts, timer))
+
+
+def _guarded(verdict: Verdict, options: dict, body) -> Verdict:
+    """Run ``body(opts, timer)``; any error becomes status ERROR; the reports are always written."""
+    started = time.perf_counter()
     timer = _Timer()
     opts = AuditOptions()
     try:
@@ -86,7 +108,7 @@ def audit(model, data, policy=None, out=None, **options) -> Verdict:
                 )
 
                 with registry_context(opts.tracking):
-                    _run(verdict, model, data, policy, opts, timer)
+                    body(opts, timer)
             except CamgateError as exc:
                 verdict.set_error(str(exc), exc.exit_code)
             except MemoryError:
@@ -121,7 +143,7 @@ def _finish(verdict: Verdict, opts: AuditOptions, timer: _Timer) -> None:
     since = time.perf_counter()
     _write_all(verdict)
     since = timer.add("reports", since)
-    if opts.tracking is not None:
+    if opts.tracking is not None and opts.shard is None:  # a shard logs nothing: the merge does
         try:
             from validator.tracking import log_verdict
 
@@ -150,9 +172,78 @@ def _write_all(verdict: Verdict) -> None:
         write_minimal(verdict)
 
 
+@dataclass
+class _Prepared:
+    """What the explaining needs, and ``context``: what the judging needs, JSON-ready (a shard keeps it)."""
+
+    policy: object
+    loaded: object
+    baseline: object  # the baseline LoadedModel or None
+    dataset: object
+    samples: list
+    settings: dict
+    seed: int
+    context: dict
+
+
 def _run(verdict: Verdict, model, data, policy, opts: AuditOptions, timer: _Timer) -> None:
+    prep = _prepare(verdict, model, data, policy, opts, timer)
+    regions = prep.policy.regions
+    if opts.shard is not None:
+        _run_shard(verdict, prep, opts, timer)
+        return
+    if opts.backend == "ray":
+        from validator.ray_backend import run_on_ray
+        from validator.shard import check_shards, merge_runs
+
+        partials = check_shards(run_on_ray(prep, verdict, opts, timer))
+        since = time.perf_counter()
+        run = merge_runs(partials)
+        baseline_run = merge_runs(partials, "baseline") if prep.baseline is not None else None
+        timer.add("merge", since)
+        verdict.shards = {**(verdict.shards or {}), "rows": [p.meta["runs"]["main"]["rows"] for p in partials]}
+    elif opts.backend == "local":
+        run = explain_set(prep.loaded, prep.samples, prep.dataset.class_names, prep.settings, regions=regions,
+                          probes=prep.policy.probes, seed=prep.seed, timer=timer, progress=opts.progress)
+        baseline_run = None
+        if prep.baseline is not None:
+            baseline_run = explain_set(prep.baseline, prep.samples, prep.dataset.class_names, prep.settings,
+                                       regions=regions, seed=prep.seed, timer=timer)
+    else:
+        raise UsageError(f"--backend must be 'local' or 'ray', got {opts.backend!r}")
+    _judge(verdict, prep.policy, prep.context, run, baseline_run, opts, timer)
+    since = time.perf_counter()
+    verdict.overlays = render_overlays(prep.loaded, prep.samples, run, prep.settings, verdict.out_dir)
+    timer.add("overlays", since)
+
+
+def _run_shard(verdict: Verdict, prep: _Prepared, opts: AuditOptions, timer: _Timer) -> None:
+    """Explain this shard's chunks and write its shard.npz; the policy is judged by the merge, not here."""
+    from validator.shard import ShardSpec, make_partial
+
+    spec = ShardSpec.parse(opts.shard)
+    runs = {"main": explain_set(prep.loaded, prep.samples, prep.dataset.class_names, prep.settings,
+                                regions=prep.policy.regions, probes=prep.policy.probes, seed=prep.seed, timer=timer,
+                                progress=opts.progress, shard=spec, partial=True)}
+    if prep.baseline is not None:
+        runs["baseline"] = explain_set(prep.baseline, prep.samples, prep.dataset.class_names, prep.settings,
+                                       regions=prep.policy.regions, seed=prep.seed, timer=timer, shard=spec,
+                                       partial=True)
+    since = time.perf_counter()
+    partial = make_partial(spec, prep.context, runs)
+    partial.meta["timings"] = dict(timer.seconds)
+    path = partial.write(verdict.out_dir)
+    timer.add("shard", since)
+    verdict.explainer = runs["main"].settings
+    verdict.table = runs["main"].table or None
+    verdict.data_issues = [i.to_dict() for i in runs["main"].issues]
+    verdict.shards = {"index": spec.index + 1, "count": spec.count, "rows": runs["main"].n_rows, "file": str(path)}
+    verdict.status, verdict.exit_code = PARTIAL, 0
+
+
+def _prepare(verdict: Verdict, model, data, policy, opts: AuditOptions, timer: _Timer) -> _Prepared:
     from validator.data import check_num_classes, load_dataset, read_class_list, select_samples
-    from validator.policy import default_policy_path, evaluate, gate_status, load_policy, waiver_report
+    from validator.policy import default_policy_path, load_policy
 
     since = time.perf_counter()
     policy_obj = load_policy(policy if policy is not None else default_policy_path())
@@ -163,8 +254,6 @@ def _run(verdict: Verdict, model, data, policy, opts: AuditOptions, timer: _Time
         "source": str(policy_obj.source or "<dict>"),
         "content": policy_obj.to_dict(),
     }
-    today = opts.today or date.today()
-    verdict.waivers = waiver_report(policy_obj, today)
     if opts.fail_on not in ("fail", "warn"):
         raise UsageError(f"--fail-on must be 'fail' or 'warn', got '{opts.fail_on}'")
     verdict.fail_on = opts.fail_on
@@ -186,69 +275,150 @@ def _run(verdict: Verdict, model, data, policy, opts: AuditOptions, timer: _Time
     seed = opts.seed if opts.seed is not None else policy_obj.sample.seed
     max_samples = opts.max_samples if opts.max_samples is not None else policy_obj.sample.max_samples
     samples = select_samples(dataset.samples, max_samples, seed, policy_obj.sample.min_per_class)
+    baseline_loaded = _load_baseline(opts, verdict)
+    if baseline_loaded is not None:
+        verdict.audited_versions["baseline"] = baseline_loaded.registry_version
+        check_num_classes(dataset, baseline_loaded.num_classes)
     since = timer.add("load", since)
 
-    explainer_settings = _explainer_settings(policy_obj, opts)
-    run = explain_set(loaded, samples, dataset.class_names, explainer_settings, regions=policy_obj.regions,
-                      probes=policy_obj.probes, seed=seed, timer=timer, progress=opts.progress)
+    settings = _explainer_settings(policy_obj, opts)
+    context = {
+        "model": verdict.model, "model_name": loaded.name, "data": verdict.data, "policy": verdict.policy,
+        "audited_versions": verdict.audited_versions, "seed": seed, "max_samples": max_samples,
+        "n_samples": len(samples), "batch_size": settings["batch_size"], "explainer": settings,
+        "probes_enabled": policy_obj.probes is not None, "baseline": verdict.baseline or (
+            {"model": str(opts.baseline)} if baseline_loaded is not None else None),
+        # to find the images again (the merge re-renders the overlays)
+        "source": {"model": str(model) if isinstance(model, str | Path) else None, "data": str(data),
+                   "format": opts.format, "images": opts.images, "classes": class_list,
+                   "preprocess": opts.preprocess},
+        "facts": _data_facts(dataset, samples),
+    }
+    return _Prepared(policy_obj, loaded, baseline_loaded, dataset, samples, settings, seed, context)
+
+
+def _data_facts(dataset, samples) -> dict:
+    """What the verdict says about the data, from the whole set (every shard computes the same)."""
+    def count(names) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for name in names:
+            if name is not None:
+                counts[name] = counts.get(name, 0) + 1
+        return counts
+
+    return {"format": dataset.format, "source": dataset.source, "class_names": list(dataset.class_names),
+            "n_images": dataset.n_images, "n_no_box": dataset.n_no_box, "n_read": len(dataset.samples),
+            "n_skipped_read": _skipped_before_selection(dataset), "issues": [i.to_dict() for i in dataset.issues],
+            "available": count(s.class_name for s in dataset.samples), "selected": count(s.class_name for s in samples)}
+
+
+def _judge(verdict: Verdict, policy_obj, context: dict, run, baseline_run, opts: AuditOptions, timer: _Timer) -> None:
+    """Tables in, verdict out: the sample summary, the checks, the statistics and the status."""
+    from validator.policy import evaluate, gate_status, waiver_report
+
+    facts, seed = context["facts"], context["seed"]
+    today = opts.today or date.today()
+    verdict.waivers = waiver_report(policy_obj, today)
     verdict.explainer = run.settings
+    per_class = _per_class_counts(facts, run.table, policy_obj.sample.min_per_class)
+    issues = facts["issues"] + [issue.to_dict() for issue in run.issues]
     verdict.sample = {
-        "format": dataset.format,
-        "source": dataset.source,
-        "class_names": dataset.class_names,
+        "format": facts["format"],
+        "source": facts["source"],
+        "class_names": facts["class_names"],
         "seed": seed,
-        "max_samples": max_samples,
-        "n_selected": len(samples),
+        "max_samples": context["max_samples"],
+        "n_selected": context["n_samples"],
         "n_explained": run.n_rows,
-        "n_images": dataset.n_images,
-        "n_no_box": dataset.n_no_box,
+        "n_images": facts["n_images"],
+        "n_no_box": facts["n_no_box"],
         "n_large_box": int(np.sum(run.table["area"] > policy_obj.sample.max_box_area)),
         "n_dead": int(np.nansum(run.table["dead"])),
-        "issue_counts": _issue_counts(dataset.issues + run.issues),
-        "per_class": _per_class_counts(dataset, samples, run.table, policy_obj.sample.min_per_class),
+        "issue_counts": _issue_counts(issues),
+        "per_class": per_class,
         "area_bins": {name: list(edges) for name, edges in AREA_BINS.items()},
     }
-    verdict.sample["not_judged_classes"] = [
-        name for name, c in verdict.sample["per_class"].items() if not c["judged"]]
-    verdict.data_issues = [issue.to_dict() for issue in dataset.issues + run.issues]
+    verdict.sample["not_judged_classes"] = [name for name, c in per_class.items() if not c["judged"]]
+    verdict.data_issues = issues
     verdict.table = run.table
     verdict.atlas = run.atlas
     verdict.probes = run.probes or {}
     verdict.discovery = run.discovery or {}
-
     baseline_table = None
-    baseline_loaded = _load_baseline(opts, verdict)
-    if baseline_loaded is not None:
-        verdict.audited_versions["baseline"] = baseline_loaded.registry_version
-    if baseline_loaded is not None:
-        check_num_classes(dataset, baseline_loaded.num_classes)
-        baseline_run = explain_set(baseline_loaded, samples, dataset.class_names, explainer_settings,
-                                   regions=policy_obj.regions, timer=timer)
+    if baseline_run is not None:
         baseline_table = baseline_run.table
-        verdict.baseline = {"model": str(opts.baseline), "n_explained": baseline_run.n_rows}
+        verdict.baseline = {"model": str(opts.baseline or context["baseline"]["model"]),
+                            "n_explained": baseline_run.n_rows}
 
     since = time.perf_counter()
     data_summary = {
-        "n_read": len(dataset.samples),
-        "n_skipped_read": _skipped_before_selection(dataset),
-        "n_selected": len(samples),
-        "n_skipped_selected": len(samples) - run.n_rows,
+        "n_read": facts["n_read"],
+        "n_skipped_read": facts["n_skipped_read"],
+        "n_selected": context["n_samples"],
+        "n_skipped_selected": context["n_samples"] - run.n_rows,
         # no box anywhere in the audited rows: checks that need boxes are not judged, the box-free ones judge
         "n_with_box": int(np.sum(np.isfinite(run.table["area"]))),
-        "available_per_class": {k: v["available"] for k, v in verdict.sample["per_class"].items()},
+        "available_per_class": {k: v["available"] for k, v in per_class.items()},
     }
     results = evaluate(
         policy_obj, run.table, data_summary=data_summary, baseline_table=baseline_table, today=today, seed=seed
     )
     verdict.checks = [r.to_dict() for r in results]
-    verdict.summary = _summarize(run.table, dataset.class_names, policy_obj, seed)
+    verdict.summary = _summarize(run.table, facts["class_names"], policy_obj, seed)
     timer.add("stats", since)
     verdict.status = gate_status(results)
     verdict.exit_code = _exit_code(verdict.status, opts.fail_on)
 
+
+def _merge(verdict: Verdict, shard_paths: list, opts: AuditOptions, timer: _Timer) -> None:
+    from validator.policy import load_policy
+    from validator.shard import Partial, check_shards, merge_runs
+
     since = time.perf_counter()
-    verdict.overlays = render_overlays(loaded, samples, run, explainer_settings, verdict.out_dir)
+    partials = check_shards([Partial.read(path) for path in shard_paths])
+    context = partials[0].meta["context"]
+    verdict.model, verdict.data, verdict.model_name = context["model"], context["data"], context["model_name"]
+    verdict.policy = context["policy"]
+    verdict.audited_versions = context["audited_versions"]
+    verdict.baseline = context["baseline"]
+    if opts.fail_on not in ("fail", "warn"):
+        raise UsageError(f"--fail-on must be 'fail' or 'warn', got '{opts.fail_on}'")
+    verdict.fail_on = opts.fail_on
+    policy_obj = load_policy(context["policy"]["content"])
+    timer.add("load", since)
+    since = time.perf_counter()
+    run = merge_runs(partials)
+    baseline_run = merge_runs(partials, "baseline") if "baseline" in partials[0].meta["runs"] else None
+    timer.add("merge", since)
+    verdict.shards = {"backend": "files", "count": len(partials),
+                      "rows": [p.meta["runs"]["main"]["rows"] for p in partials],
+                      "files": [str(path) for path in shard_paths],
+                      "timings": [p.meta.get("timings", {}) for p in partials]}
+    _judge(verdict, policy_obj, context, run, baseline_run, opts, timer)
+    since = time.perf_counter()
+    verdict.overlays, verdict.shards["overlays"] = _merged_overlays(context, run, opts, verdict.out_dir)
     timer.add("overlays", since)
+
+
+def _merged_overlays(context: dict, run, opts: AuditOptions, out_dir: Path) -> tuple[list, str]:
+    """The overlays, re-rendered from the model and images the shards recorded when both can be read here."""
+    from validator.data import load_dataset, select_samples
+    from validator.model import load_model
+
+    source = context["source"]
+    if source["model"] is None:
+        return [], "not rendered: the shards audited an in-memory model"
+    try:
+        loaded = load_model(source["model"], trust=opts.trust_model)
+        dataset = load_dataset(source["data"], format=source["format"], images_dir=source["images"],
+                               classes=source["classes"])
+        policy_sample = context["policy"]["content"].get("sample") or {}
+        samples = select_samples(dataset.samples, context["max_samples"], context["seed"],
+                                 int(policy_sample.get("min_per_class", 0) or 0))
+    except CamgateError as exc:
+        return [], f"not rendered: {exc}"
+    settings = {**context["explainer"], "preprocess": source["preprocess"]}
+    return render_overlays(loaded, samples, run, settings, out_dir), "rendered"
 
 
 def _exit_code(status: str, fail_on: str) -> int:
@@ -273,22 +443,17 @@ def _load_baseline(opts: AuditOptions, verdict: Verdict):
         return None
 
 
-def _per_class_counts(dataset, samples, table, min_per_class: int) -> dict[str, dict]:
+def _per_class_counts(facts: dict, table, min_per_class: int) -> dict[str, dict]:
     """Per class: records available in the data, selected, explained, and whether it reaches min_per_class."""
-    def count(names) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for name in names:
-            if name is not None:
-                counts[name] = counts.get(name, 0) + 1
-        return counts
-
-    available = count(s.class_name for s in dataset.samples)
-    selected = count(s.class_name for s in samples)
-    explained = count(table["class_name"])
+    explained: dict[str, int] = {}
+    for name in table["class_name"]:
+        if name is not None:
+            explained[name] = explained.get(name, 0) + 1
+    available, selected = facts["available"], facts["selected"]
     return {
         name: {"available": available.get(name, 0), "selected": selected.get(name, 0),
                "explained": explained.get(name, 0), "judged": explained.get(name, 0) >= min_per_class}
-        for name in dataset.class_names if name in available
+        for name in facts["class_names"] if name in available
     }
 
 
@@ -297,10 +462,10 @@ def _skipped_before_selection(dataset) -> int:
     return sum(1 for issue in dataset.issues if issue.action == "skipped_sample")
 
 
-def _issue_counts(issues) -> dict[str, int]:
+def _issue_counts(issues: list[dict]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for issue in issues:
-        counts[issue.action] = counts.get(issue.action, 0) + 1
+        counts[issue["action"]] = counts.get(issue["action"], 0) + 1
     return counts
 
 

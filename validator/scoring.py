@@ -30,26 +30,38 @@ class SetRun:
     probes: dict | None = None  # what the probes ran on and cost (validator.probes.runner)
     discovery: dict | None = None  # atlas region shares and SpRAy clusters per class
     cluster_maps: dict | None = None  # (class, cluster) -> mean map of each cluster flagged off the object
+    partial: dict | None = None  # a shard's state for the set-level steps (validator.shard), else None
 
 
 def explain_set(loaded, samples, class_names, settings: dict, *, regions=None, probes=None, seed: int = 0,
-                timer=None, progress: Callable[[int, int], None] | None = None) -> SetRun:
+                timer=None, progress: Callable[[int, int], None] | None = None, shard=None,
+                partial: bool = False) -> SetRun:
     """Stream the samples through the explainer and the probes; keep the per-sample table and the atlas.
 
     ``settings``: method, layer, batch_size, preprocess. ``probes``: a ``validator.policy.model.Probes`` (None:
     no probes, no discovery). ``timer.add(stage, since) -> now`` collects the time spent per stage (data,
-    explain, metrics, probes, discovery) when given."""
+    explain, metrics, probes, discovery) when given.
+
+    Batches are whole chunks of the seeded order (``batch_size`` samples each, see ``iter_batches(aligned=True)``)
+    and every seed is per chunk, so a row depends only on its chunk. ``shard`` (a
+    :class:`validator.shard.ShardSpec`) explains only that shard's chunks; ``partial`` keeps what the set-level
+    steps need (``SetRun.partial``) instead of running them, for :func:`validator.shard.merge_partials`."""
     timer = timer or _NoTimer()
     from validator.data import iter_batches
     from validator.discovery.atlas import centre_heat
     from validator.discovery.discover import DiscoveryCollector
-    from validator.explain import Explainer
+    from validator.explain.engine import cached_explainer
     from validator.metrics import score_maps
     from validator.probes.runner import SANITY_COLUMN, ProbeRunner
+    from validator.shard import chunk_range
 
     samples = mixed_order(samples, seed)
-    explainer = Explainer(loaded, method=settings["method"], layer=settings["layer"], batch_size=settings["batch_size"],
-                          options=settings.get("options"))
+    first_chunk, stop_chunk = chunk_range(len(samples), settings["batch_size"], shard)
+    offset = first_chunk * settings["batch_size"]
+    mine = samples[offset: stop_chunk * settings["batch_size"]]
+    # one traced graph per model and settings: a worker that explains several shards traces once
+    explainer = cached_explainer(loaded, method=settings["method"], layer=settings["layer"],
+                                 batch_size=settings["batch_size"], options=settings.get("options"))
     runner = None
     if probes is not None:
         runner = ProbeRunner(loaded, samples, probes, seed=seed, method=explainer.method.name,
@@ -61,13 +73,15 @@ def explain_set(loaded, samples, class_names, settings: dict, *, regions=None, p
     done = 0
     since = time.perf_counter()
     for batch in iter_batches(
-        samples,
+        mine,
         input_size=loaded.input_size,
         channels=loaded.input_channels,
         batch_size=settings["batch_size"],
         preprocess=settings["preprocess"],
         issues=issues,
+        aligned=True,
     ):
+        batch.indices, batch.chunk = batch.indices + offset, batch.chunk + first_chunk  # into the whole set
         since = timer.add("data", since)
         batch_samples = [samples[i] for i in batch.indices]
         # A sample without a label is explained for class 0 only to keep the batch whole; it has no box,
@@ -104,9 +118,13 @@ def explain_set(loaded, samples, class_names, settings: dict, *, regions=None, p
         chunks.append(chunk)
         done += len(batch.indices)
         if progress is not None:
-            progress(done, len(samples))
-    table = _concat(chunks)
-    n_rows = len(table["sample_id"])
+            progress(done, len(mine))
+    table = _concat(chunks, allow_empty=partial)
+    n_rows = len(table.get("sample_id", ()))
+    settings_out = explainer.settings | {"preprocess": settings["preprocess"]}
+    if partial:
+        state = {"collector": collector.state(), "sanity": runner.sanity_state() if runner is not None else None}
+        return SetRun(table, n_rows, settings_out, issues, {}, explainer, partial=state)
     probe_summary = None
     if runner is not None:
         since = time.perf_counter()
@@ -115,8 +133,8 @@ def explain_set(loaded, samples, class_names, settings: dict, *, regions=None, p
     since = time.perf_counter()
     atlas, discovery, table["spray_cluster"] = collector.finish()
     timer.add("discovery", since)
-    return SetRun(table, n_rows, explainer.settings | {"preprocess": settings["preprocess"]}, issues, atlas,
-                  explainer, probe_summary, discovery, collector.flagged_maps)
+    return SetRun(table, n_rows, settings_out, issues, atlas, explainer, probe_summary, discovery,
+                  collector.flagged_maps)
 
 
 def mixed_order(samples, seed: int) -> list:
@@ -136,7 +154,9 @@ def _name(class_names, index) -> str:
     return class_names[index] if 0 <= index < len(class_names) else str(index)
 
 
-def _concat(chunks: list[dict]) -> dict:
+def _concat(chunks: list[dict], allow_empty: bool = False) -> dict:
+    if not chunks and allow_empty:  # a shard whose every image was skipped: the merge decides
+        return {}
     if not chunks:
         from validator.errors import DataError
 

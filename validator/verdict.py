@@ -12,7 +12,9 @@ from validator import __version__
 PASS, WARN, FAIL, ERROR = "PASS", "WARN", "FAIL", "ERROR"
 # the policy compared nothing (every check skipped or not judged), or the maps failed the sanity check
 INCONCLUSIVE = "INCONCLUSIVE"
-STATUSES = (PASS, WARN, FAIL, ERROR, INCONCLUSIVE)
+# a shard audit (--shard I/N) explained its part and wrote shard.npz; only the merge judges the policy
+PARTIAL = "PARTIAL"
+STATUSES = (PASS, WARN, FAIL, ERROR, INCONCLUSIVE, PARTIAL)
 # Exit codes: 0 pass (warnings allowed unless --fail-on warn), 1 gate failed, 2 usage or policy error,
 # 3 runtime error (incl. interrupted), 4 inconclusive (nothing was compared: not a pass).
 EXIT_INCONCLUSIVE = 4
@@ -49,10 +51,12 @@ class Verdict:
     # registry versions resolved when the models were loaded: {"model"|"baseline": {"name", "version"}}
     audited_versions: dict = field(default_factory=dict, repr=False)
     atlas: dict | None = field(default=None, repr=False)
+    shards: dict | None = None  # a shard: its place and rows; a merge or a Ray run: the shards it combined
 
     @property
     def ok(self) -> bool:
-        return self.exit_code == 0
+        # a shard exits 0 when it wrote its part, but it blesses nothing: only the merge judges
+        return self.exit_code == 0 and self.status != PARTIAL
 
     @property
     def failed_checks(self) -> list[dict]:
@@ -94,6 +98,7 @@ class Verdict:
                 "missing_slices": [{"check_id": c["check_id"], "slice": c["slice"]} for c in self.missing_slices],
                 "waivers": self.waivers,
                 "baseline": self.baseline,
+                "shards": self.shards,
                 "summary": self.summary,
                 "probes": self.probes,
                 "discovery": self.discovery,
@@ -147,7 +152,7 @@ VERDICT_SCHEMA = {
         "schema_version": {"const": SCHEMA_VERSION},
         "status": {"enum": list(STATUSES)},
         "gate_ok": {"type": "boolean"},
-        "exit_code": {"enum": [0, 1, 2, 3]},
+        "exit_code": {"enum": [0, 1, 2, 3, 4]},
         "error": {"type": ["string", "null"]},
         "policy": {"type": "object"},
         "explainer": {"type": "object"},

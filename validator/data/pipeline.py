@@ -37,6 +37,7 @@ class Batch:
     raw: np.ndarray  # uint8 [b, H, W, C] (grayscale, RGB or RGBA), resized, clipped + rounded (for overlays)
     indices: np.ndarray  # int64 [b] into the samples list
     boxes: list[np.ndarray]  # per sample float64 [k, 4], clipped, scaled to the input size
+    chunk: int | None = None  # aligned batches: k when the batch holds the good samples of samples[kB:(k+1)B]
 
 
 def resize_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -69,6 +70,7 @@ def iter_batches(
     issues: list[DataIssue] | None = None,
     prefetch: int = 2,
     channels: int = 3,
+    aligned: bool = False,
 ) -> Iterator[Batch]:
     """Yield batches of the good samples, in order; bad ones are skipped and recorded in ``issues``.
 
@@ -76,6 +78,11 @@ def iter_batches(
     count (1 grayscale, 3 RGB, 4 RGBA; ``LoadedModel.input_channels``): every image is decoded to it by
     ``read_image``. ``preprocess`` is a mode name (see ``get_preprocess``) or a function on float32
     [N, H, W, C] 0..255 (16-bit and DICOM images keep their fractional values).
+
+    ``aligned``: batch k holds the good samples of ``samples[k*batch_size:(k+1)*batch_size]`` (smaller where
+    samples were skipped, absent where all were), so a batch's composition does not depend on what was
+    skipped before it: a shard of whole chunks sees exactly the batches a single process sees (validator.shard).
+    Otherwise a skipped sample's place goes to the next good one.
     """
     height, width = (int(v) for v in input_size)
     if height <= 0 or width <= 0 or batch_size <= 0:
@@ -91,7 +98,8 @@ def iter_batches(
         # An exception raised inside a tf.data generator reaches the caller as a generic tf error;
         # keep the original to re-raise it with its type and message.
         try:
-            yield from _prepared(samples, width, height, channels, preprocess_fn, issues)
+            prepared = _prepared(samples, width, height, channels, preprocess_fn, issues)
+            yield from (_chunks(prepared, batch_size) if aligned else prepared)
         except Exception as exc:
             failures.append(exc)
 
@@ -102,12 +110,16 @@ def iter_batches(
         tf.TensorSpec((None, 4), tf.float64),
         tf.TensorSpec((), tf.int32),
     )
+    if aligned:  # the generator yields whole batches
+        signature = tuple(tf.TensorSpec((None, *spec.shape), spec.dtype) for spec in signature)
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
     options = tf.data.Options()
     # Autotuning made closing the iterator stall for 0.3-5 s at the end of a set (benchmarks/README.md);
     # the pipeline is a fixed generator -> batch -> prefetch chain with nothing to tune.
     options.autotune.enabled = False
-    dataset = dataset.padded_batch(batch_size).prefetch(prefetch).with_options(options)
+    if not aligned:
+        dataset = dataset.padded_batch(batch_size)
+    dataset = dataset.prefetch(prefetch).with_options(options)
     for images, raw, indices, boxes, counts in dataset.as_numpy_iterator():
         if failures:
             raise failures[0]
@@ -116,6 +128,7 @@ def iter_batches(
             raw=raw,
             indices=indices,
             boxes=[boxes[i, : counts[i]].copy() for i in range(len(indices))],
+            chunk=int(indices[0]) // batch_size if aligned else None,
         )
     if failures:
         raise failures[0]
@@ -140,6 +153,27 @@ def _prepared(samples, width, height, channels, preprocess_fn, issues):
         sx, sy = width / decoded_size[0], height / decoded_size[1]
         scaled = np.array(boxes, dtype=np.float64).reshape(-1, 4) * np.array([sx, sy, sx, sy])
         yield pixels, resized, np.int64(index), scaled, np.int32(len(scaled))
+
+
+def _chunks(prepared, batch_size: int):
+    """The prepared samples grouped by ``index // batch_size`` into stacked, box-padded batches."""
+    group: list = []
+    for item in prepared:
+        if group and int(item[2]) // batch_size != int(group[0][2]) // batch_size:
+            yield _stack(group)
+            group = []
+        group.append(item)
+    if group:
+        yield _stack(group)
+
+
+def _stack(group: list):
+    most = max(int(item[4]) for item in group)
+    boxes = np.zeros((len(group), most, 4), np.float64)
+    for i, item in enumerate(group):
+        boxes[i, : int(item[4])] = item[3]
+    return (np.stack([item[0] for item in group]), np.stack([item[1] for item in group]),
+            np.array([item[2] for item in group], np.int64), boxes, np.array([item[4] for item in group], np.int32))
 
 
 def _decode_ahead(samples, width, height, channels, preprocess_fn):

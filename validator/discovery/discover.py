@@ -18,6 +18,7 @@ class DiscoveryCollector:
         self.atlas = AtlasAccumulator()
         self._small: list[np.ndarray] = []
         self._masks: list[np.ndarray] = []
+        self._labelled: list[np.ndarray] = []
         self._names: list[object] = []
         self._ids: list[object] = []
         self.flagged_maps: dict[tuple[str, int], np.ndarray] = {}  # (class, cluster) -> mean map, for the report
@@ -27,13 +28,37 @@ class DiscoveryCollector:
 
         small = downsample(maps, self.grid)
         masks = _small_masks(boxes, maps.shape[1], maps.shape[2], self.grid)
+        self.add_small(small, masks, names, sample_ids, labelled)
+
+    def add_small(self, small: np.ndarray, masks: np.ndarray, names, sample_ids, labelled: np.ndarray) -> None:
+        """Add one batch already on the grid (what :meth:`state` keeps: a merge replays the batches in order)."""
         keep = np.flatnonzero(labelled)
         if len(keep):
             self.atlas.add(small[keep], [names[i] for i in keep])
         self._small.append(small.astype(np.float32))
         self._masks.append(masks)
+        self._labelled.append(np.asarray(labelled, bool))
         self._names.extend(names)
         self._ids.extend(sample_ids)
+
+    def state(self) -> dict:
+        """The batches added so far, on the grid: ``replay`` on another collector gives the same ``finish``."""
+        sizes = np.array([len(b) for b in self._small], dtype=np.int64)
+        empty = np.zeros((0, self.grid, self.grid), np.float32)
+        return {"grid": self.grid, "max_clusters": self.max_clusters, "seed": self.seed, "batch_sizes": sizes,
+                "small": np.concatenate(self._small) if self._small else empty,
+                "masks": np.concatenate(self._masks).astype(np.float32) if self._masks else empty,
+                "labelled": np.concatenate(self._labelled) if self._labelled else np.zeros(0, bool),
+                "names": list(self._names), "ids": list(self._ids)}
+
+    def replay(self, state: dict) -> None:
+        """Add the batches of a :meth:`state`, in their order (the atlas sums batch by batch, as the stream did)."""
+        start = 0
+        for size in np.asarray(state["batch_sizes"], dtype=np.int64):
+            rows = slice(start, start + int(size))
+            self.add_small(np.asarray(state["small"][rows]), np.asarray(state["masks"][rows], np.float32),
+                           state["names"][rows], state["ids"][rows], np.asarray(state["labelled"][rows], bool))
+            start += int(size)
 
     def finish(self) -> tuple[dict, dict, np.ndarray]:
         """(atlas per key as grid x grid maps summing to 1, discovery summary for the verdict, the SpRAy cluster
@@ -70,6 +95,7 @@ class DiscoveryCollector:
             summary["clusters"][str(name)] = {"n": int(len(rows)), **described}
         self._small.clear()
         self._masks.clear()
+        self._labelled.clear()
         return atlas, summary, cluster_column
 
 

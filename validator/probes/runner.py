@@ -39,6 +39,9 @@ class ProbeRunner:
         self._sanity_images: list[np.ndarray] = []
         self._sanity_classes: list[int] = []
         self._sanity_rows: list[int] = []
+        self._sanity_chunks: list[int] = []  # each image's batch: the cascade explains the same batches
+        self.sanity_result = None  # the cascade's per-sample result (a shard's merge combines them)
+        self.sanity_error: str | None = None
         self._rows = 0  # table rows so far (skipped samples never become rows)
         self._batches = 0
 
@@ -50,7 +53,7 @@ class ProbeRunner:
             from validator.probes.counterfactual import probe_scores
 
             scores = probe_scores(self.predictor, batch.images, batch.boxes, class_ids, self.loaded.num_classes,
-                                  fill=self.probes.fill, seed=self.seed + self._batches,
+                                  fill=self.probes.fill, seed=self.seed + self._chunk(batch),
                                   original_probabilities=result.probabilities,
                                   multi_label=self.loaded.multi_label)
             for name in COUNTERFACTUAL_COLUMNS:
@@ -73,14 +76,41 @@ class ProbeRunner:
                 self._sanity_images.append(batch.images[i])
                 self._sanity_classes.append(int(class_ids[i]))
                 self._sanity_rows.append(self._rows + i)
+                self._sanity_chunks.append(self._chunk(batch))
         self._rows += n
         self._batches += 1
         return columns
 
-    def finish(self, n_rows: int) -> tuple[np.ndarray, dict]:
-        """The sanity column for the whole table (NaN off the sample) and the probes' summary for the verdict."""
-        column = np.full(n_rows, np.nan)
-        summary = {
+    def _chunk(self, batch) -> int:
+        # a seed per chunk of the whole set (not per batch seen): a shard draws what a single process draws
+        return int(batch.chunk) if batch.chunk is not None else self._batches
+
+    def run_sanity(self) -> None:
+        """The cascade on the kept images (``sanity_result``, or ``sanity_error`` when the model cannot be cloned)."""
+        self.seconds["sanity"] = 0.0
+        if not self._sanity_rows:
+            return
+        since = time.perf_counter()
+        try:
+            from validator.probes.sanity import cascade
+
+            self.sanity_result = cascade(
+                self.loaded.model, np.stack(self._sanity_images), np.array(self._sanity_classes),
+                method=self.method, layer=self.layer, stages=self.probes.sanity_stages, seed=self.seed,
+                batch_size=self.batch_size, options=self.options, groups=np.array(self._sanity_chunks))
+        except CamgateError as exc:  # e.g. a model that cannot be cloned: the check is not judged, and says why
+            self.sanity_error = str(exc)
+        self.seconds["sanity"] = time.perf_counter() - since
+        self._sanity_images.clear()
+
+    def sanity_state(self) -> dict:
+        """What a shard keeps for the merge: the per-sample cascade result, its table rows, the summary config."""
+        self.run_sanity()
+        return {"rows": np.array(self._sanity_rows, dtype=np.int64), "result": self.sanity_result,
+                "error": self.sanity_error, "summary": self.base_summary()}
+
+    def base_summary(self) -> dict:
+        return {
             "counterfactual": {"enabled": bool(self.probes.counterfactual), "fill": self.probes.fill,
                                "forward_passes_per_image": 2 if self.probes.counterfactual else 0},
             "faithfulness": {"samples": len(self.faith_samples), "steps": self.probes.faithfulness_steps,
@@ -89,18 +119,21 @@ class ProbeRunner:
             "sanity": {"samples": len(self._sanity_rows)},
             "seconds": self.seconds,
         }
-        if self._sanity_rows:
-            since = time.perf_counter()
-            try:
-                from validator.probes.sanity import cascade
 
-                result = cascade(self.loaded.model, np.stack(self._sanity_images), np.array(self._sanity_classes),
-                                 method=self.method, layer=self.layer, stages=self.probes.sanity_stages,
-                                 seed=self.seed, batch_size=self.batch_size, options=self.options)
-                column[np.array(self._sanity_rows)] = result.per_sample_final
-                summary["sanity"].update(result.summary())
-            except CamgateError as exc:  # e.g. a model that cannot be cloned: the check is not judged, and says why
-                summary["sanity"]["error"] = str(exc)
-            self.seconds["sanity"] = time.perf_counter() - since
-        self._sanity_images.clear()
-        return column, summary
+    def finish(self, n_rows: int) -> tuple[np.ndarray, dict]:
+        """The sanity column for the whole table (NaN off the sample) and the probes' summary for the verdict."""
+        self.run_sanity()
+        return sanity_column(n_rows, np.array(self._sanity_rows, dtype=np.int64), self.sanity_result,
+                             self.sanity_error, self.base_summary())
+
+
+def sanity_column(n_rows: int, rows: np.ndarray, result, error: str | None, summary: dict) -> tuple[np.ndarray, dict]:
+    """The sanity column (NaN off the sampled rows) and the probes' summary with the cascade's statistics."""
+    column = np.full(n_rows, np.nan)
+    summary = {**summary, "sanity": dict(summary["sanity"])}
+    if error is not None:
+        summary["sanity"]["error"] = error
+    elif result is not None:
+        column[rows] = result.per_sample_final
+        summary["sanity"].update(result.summary())
+    return column, summary

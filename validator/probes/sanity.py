@@ -401,7 +401,11 @@ class _StageExplainer:
             )
         return explainer
 
-    def __call__(self, images, class_ids) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, images, class_ids, groups=None) -> tuple[np.ndarray, np.ndarray]:
+        if groups is not None:  # one call per group: each image is explained in the batch it came in
+            parts = [self(images[rows], class_ids[rows]) for rows in _group_rows(groups)]
+            return (np.concatenate([p[0] for p in parts]).astype(np.float32),
+                    np.concatenate([p[1] for p in parts]).astype(bool))
         if self.explain_fn is not None:
             maps = np.asarray(self.explain_fn(self.clone, images, class_ids), np.float32)
             if maps.ndim != 3 or len(maps) != len(images):
@@ -412,6 +416,12 @@ class _StageExplainer:
             self.explainer = self._build()
         result = self.explainer.explain(images, class_ids)
         return result.maps, np.asarray(result.dead, bool)
+
+
+def _group_rows(groups) -> list[np.ndarray]:
+    """Row indices of each run of equal ids, in order."""
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    return [np.arange(a, b) for a, b in zip(starts, np.r_[starts[1:], len(groups)], strict=True)]
 
 
 def cascade(
@@ -426,6 +436,7 @@ def cascade(
     seed: int = 0,
     batch_size: int = 32,
     options: dict | None = None,
+    groups=None,
 ) -> SanityResult:
     """Cascading randomisation (Adebayo et al. 2018): maps of the trained model, then of a clone whose top
     1, ..., L weighted layers are re-drawn (``stages``: see :func:`plan_stages`), and per sample the Spearman
@@ -434,7 +445,10 @@ def cascade(
     ``explain(keras_model, images, class_ids) -> maps [N, H, W]`` replaces the CAM-family explainer; it is
     called with the same clone object at every stage, its weights re-drawn in place between calls (so it
     must not cache results by model identity). ``images`` is the subset (:data:`DEFAULT_SUBSET` by default,
-    chosen by the caller), preprocessed as the model expects; ``class_ids`` the class explained per image."""
+    chosen by the caller), preprocessed as the model expects; ``class_ids`` the class explained per image.
+    ``groups`` (one id per image, equal ids adjacent): the images of a group are explained together, apart from
+    the others, so an image's maps do not depend on which other images were sampled (a shard's cascade gives
+    what the whole set's gives, bit for bit)."""
     original = _unwrap(model)
     images = np.asarray(images, np.float32)
     class_ids = np.asarray(class_ids).astype(np.int32).reshape(-1)
@@ -449,7 +463,11 @@ def cascade(
     clone = _clone(original)
     clone_leaves = _leaves(clone)
     stage_maps = _StageExplainer(clone, clone_leaves, target_index, method, explain, batch_size, options)
-    original_maps, original_dead = stage_maps(images, class_ids)
+    if groups is not None:
+        groups = np.asarray(groups).reshape(-1)
+        if len(groups) != len(images):
+            raise UsageError(f"{len(images)} images but {len(groups)} group ids")
+    original_maps, original_dead = stage_maps(images, class_ids, groups)
     grid = _grid(leaves[target_index] if target_index is not None else None, original_maps.shape[1:])
     reference = downsample(original_maps, grid)
     seconds = [time.perf_counter() - started]
@@ -460,7 +478,7 @@ def cascade(
         started = time.perf_counter()
         _randomise(clone_leaves, weighted, done, n_top, seed)
         done = n_top
-        maps, stage_dead = stage_maps(images, class_ids)
+        maps, stage_dead = stage_maps(images, class_ids, groups)
         small = downsample(maps, grid)
         rho = spearman_rows(reference, small)
         rho[original_dead | stage_dead] = np.nan

@@ -18,16 +18,20 @@ SUMMARY_LIMIT = 512 * 1024  # GitHub caps a step summary at 1 MiB; stay well und
 # Files the gate owns in --out: cleared at the start of every run so that none can outlive the run that wrote
 # it (a rerun into the same folder must not show an older samples.csv, error.log or overlay).
 OWNED_FILES = ("verdict.json", "BLESSED", "NOT_BLESSED", "junit.xml", "summary.md", "report.html",
-               "samples.csv", "error.log")
+               "samples.csv", "error.log", "shard.npz")
 OWNED_OVERLAY_PREFIXES = ("worst_", "typical_", "atlas_", "cluster_")
 UNFINISHED = "the audit did not finish (it is still running, or it was killed before it could write a verdict)"
 
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write to a temporary file in the same folder, then rename: a reader sees the old file or the new one."""
+    write_bytes_atomic(path, text.encode())
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text)
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
