@@ -10,7 +10,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[cpu,dev]"
+	$(BIN)/pip install --quiet -e ".[cpu,dev,ray]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -28,7 +28,7 @@ test-min:
 	.venv-min/bin/pip install --quiet --upgrade pip
 	.venv-min/bin/pip install --quiet -e ".[cpu,dev]" -c constraints-min.txt
 	.venv-min/bin/pip check
-	CAMGATE_CACHE=.camgate-cache-min .venv-min/bin/python -m pytest -q -m "not slow and not browser and not server"
+	CAMGATE_CACHE=.camgate-cache-min .venv-min/bin/python -m pytest -q -m "not slow and not browser and not server and not ray"
 
 demo: $(STAMP)
 	$(BIN)/camgate demo
