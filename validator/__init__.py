@@ -1,6 +1,6 @@
 """camgate: a deploy gate for image classifiers that refuses a model right for the wrong reasons.
 
-Public API (stable): ``load_model``, ``heatmaps``, ``audit``. TensorFlow is imported lazily so that
+Public API (stable): ``load_model``, ``heatmaps``, ``audit``, ``merge`` (shard audits judged once). TensorFlow is imported lazily so that
 ``import validator`` and the pure-numpy parts (metrics, stats, policy) stay fast.
 """
 
@@ -13,7 +13,7 @@ try:
 except PackageNotFoundError:  # running from a source tree without install
     __version__ = "0.0.0+local"
 
-__all__ = ["__version__", "load_model", "heatmaps", "audit"]
+__all__ = ["__version__", "load_model", "heatmaps", "audit", "merge"]
 
 
 def __getattr__(name: str):
@@ -29,4 +29,8 @@ def __getattr__(name: str):
         from validator.gate import audit
 
         return audit
+    if name == "merge":
+        from validator.gate import merge
+
+        return merge
     raise AttributeError(f"module 'validator' has no attribute {name!r}")
