@@ -3,13 +3,14 @@
     .venv/bin/python benchmarks/bench_explain.py                 # full run (< 10 min on a 2-core CPU)
     .venv/bin/python benchmarks/bench_explain.py --quick         # a smoke run (~2.5 min)
     .venv/bin/python benchmarks/bench_explain.py --models small_cnn --batch-sizes 32,128 --json out.json
+    .venv/bin/python benchmarks/bench_explain.py --quick --methods all --no-peers   # every method vs the floor
 
 Contenders, on the same model, target layer and batch (images/s, median of interleaved repetitions):
 
 - ``floor``: a Functional sub-model (inputs -> [target layer output, logits]) run in a ``tf.function`` under a
   GradientTape, plus ``tape.gradient`` of the summed target logits w.r.t. the target layer output; nothing
   else (no weighting, no upsampling, no host copy of the maps: it returns one scalar).
-- ``camgate <method>``: ``validator.explain.Explainer`` built once, ``explain(images, class_ids)`` per batch
+- ``camgate <method>``: ``validator.explain.Explainer`` built once (default options), ``explain(images, class_ids)`` per batch
   (public API: weighting, ReLU, bilinear upsampling to input size, maps copied to numpy, dead-map flags).
 - ``tf-keras-vis``: ``Gradcam(model, ReplaceToLinear())`` called per batch with the same layer
   (``normalize_cam=False``; it upsamples with scipy ``zoom``), if the package imports.
@@ -182,7 +183,11 @@ def bench_model(name: str, batch_sizes: list[int], plan: dict, methods, peers: b
     height, width = (int(v) for v in model.input_shape[1:3])
     n_classes = int(model.output_shape[-1])
     started = time.perf_counter()
-    explainers = {m: Explainer(model, method=m, layer=layer_name, batch_size=max(batch_sizes)) for m in methods}
+    explainers = {}
+    for m in methods:  # each at its default options (validator.explain.names.METHOD_OPTIONS)
+        built = time.perf_counter()
+        explainers[m] = Explainer(model, method=m, layer=layer_name, batch_size=max(batch_sizes))
+        log(f"[{name}] {m}: built in {time.perf_counter() - built:.1f}s; cost {explainers[m].method.cost}")
     floor = make_floor(model, layer_name, height, width)
     loop = make_per_image_loop(model, layer_name, height, width, compiled=False) if peers else None
     loop_compiled = make_per_image_loop(model, layer_name, height, width, compiled=True) if peers else None
@@ -193,7 +198,8 @@ def bench_model(name: str, batch_sizes: list[int], plan: dict, methods, peers: b
     rng = np.random.default_rng(0)
     low, high = (0.0, 255.0) if name == "small_cnn" else (-1.0, 1.0)  # what each model's input expects
     results = {"model": name, "layer": layer_name, "input": [height, width], "tf_keras_vis_error": tkv_error,
-               "batch_sizes": {}}
+               "options": {m: e.options for m, e in explainers.items()},
+               "costs": {m: e.method.cost for m, e in explainers.items()}, "batch_sizes": {}}
     for bs in batch_sizes:
         images = rng.uniform(low, high, (bs, height, width, 3)).astype(np.float32)
         class_ids = rng.integers(0, n_classes, bs).astype(np.int32)
@@ -266,6 +272,19 @@ def render(all_results: list[dict], methods) -> str:
             rows.append([res["model"], bs, *(entry["ratios"].get(k, float("nan")) for k in ratio_keys)])
     out += ["Ratios (camgate / contender; median of per-round paired ratios):", "",
             table(["model", "batch", *ratio_keys], rows), ""]
+    rows = []
+    for res in all_results:
+        for bs, entry in res["batch_sizes"].items():
+            floor = entry["images_per_s"].get("floor", float("nan"))
+            rows.append([res["model"], bs, "floor (1 forward + 1 backward to the layer)", floor, "1", ""])
+            for m in methods:
+                options = res.get("options", {}).get(m) or {}
+                ratio = entry["ratios"].get(f"{m}/floor", float("nan"))
+                rows.append([res["model"], bs, m, entry["images_per_s"].get(f"camgate {m}", float("nan")),
+                             f"{ratio:.3g}" if ratio == ratio else "-",  # 3 significant digits: 0.0027, not 0.00
+                             ", ".join(f"{k} {v}" for k, v in options.items()) or "-"])
+    out += ["Every method beside the floor (images/s; x floor = median of paired ratios; default options):", "",
+            table(["model", "batch", "method", "images/s", "x floor", "options"], rows, aligns="lrlrrl"), ""]
     for res in all_results:
         if res["tf_keras_vis_error"]:
             out.append(f"tf-keras-vis on {res['model']}: {res['tf_keras_vis_error']}")
@@ -290,7 +309,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer images and repetitions (a smoke run)")
     parser.add_argument("--batch-sizes", default="1,8,32", help="comma-separated (default 1,8,32)")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated from {', '.join(MODELS)}")
-    parser.add_argument("--methods", default=",".join(METHODS), help="camgate methods to time")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help="camgate methods to time, comma-separated, or 'all' (every method, default options)")
     parser.add_argument("--repeats", type=int, help="repetitions per batch size (overrides the plan)")
     parser.add_argument("--no-peers", action="store_true", help="skip tf-keras-vis and the per-image loop")
     parser.add_argument("--json", metavar="OUT", help="also write every measurement as JSON")
@@ -299,6 +319,10 @@ def main(argv=None) -> int:
     batch_sizes = [int(v) for v in args.batch_sizes.split(",") if v.strip()]
     models = [v.strip() for v in args.models.split(",") if v.strip()]
     methods = [v.strip() for v in args.methods.split(",") if v.strip()]
+    if methods == ["all"]:
+        from validator.explain.names import METHOD_NAMES
+
+        methods = list(METHOD_NAMES)
     if "gradcam" not in methods:
         methods.insert(0, "gradcam")
 

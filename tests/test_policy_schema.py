@@ -8,6 +8,7 @@ from datetime import date
 import pytest
 
 from validator.errors import PolicyError, UsageError
+from validator.explain.names import METHOD_OPTIONS
 from validator.policy import load_policy
 
 BASE = """\
@@ -234,3 +235,67 @@ def test_content_hash_ignores_layout_and_follows_content(tmp_path):
     changed["checks"][0]["min"] = 1.6
     assert load_policy(changed).content_hash != from_dict.content_hash
     assert load_policy(from_dict.to_dict()) == from_dict  # to_dict round-trips through the schema
+
+
+def with_explainer(method: str, options: dict) -> dict:
+    raw = BASE_DICT()
+    raw["explainer"] = {"method": method, "options": options}
+    return raw
+
+
+@pytest.mark.parametrize("method", sorted(METHOD_OPTIONS))
+def test_every_method_accepts_its_own_defaults(method):
+    policy = load_policy(with_explainer(method, dict(METHOD_OPTIONS[method])))
+    assert dict(policy.explainer.options) == METHOD_OPTIONS[method]
+    assert load_policy(policy.to_dict()) == policy
+
+
+def test_augmented_gradcam_fill_is_a_checked_choice(tmp_path):
+    for fill in ("reflect", "zeros"):
+        assert dict(load_policy(with_explainer("augmented_gradcam", {"fill": fill})).explainer.options) == {"fill": fill}
+    message = refuse(tmp_path, BASE + "explainer:\n  method: augmented_gradcam\n  options:\n    fill: reflct\n")
+    assert "line 10" in message and "explainer.options.fill" in message
+    assert "must be one of reflect, zeros, got 'reflct'" in message and "did you mean 'reflect'?" in message
+    with pytest.raises(PolicyError, match=r"explainer\.options\.fill: must be one of reflect, zeros, got 3"):
+        load_policy(with_explainer("augmented_gradcam", {"fill": 3}))
+    with pytest.raises(PolicyError, match=r"explainer\.options\.baseline: must be one of black, blur, got 'grey'"):
+        load_policy(with_explainer("integrated_gradients", {"baseline": "grey"}))
+
+
+def test_scorecam_max_channels_null_means_every_channel():
+    policy = load_policy(with_explainer("scorecam", {"max_channels": None}))
+    assert policy.explainer.options == (("max_channels", None),)
+    assert load_policy(policy.to_dict()) == policy
+    assert load_policy(with_explainer("scorecam", {"max_channels": 0})).explainer.options == (("max_channels", 0),)
+    for bad in (-1, 2.5, "all", True):
+        with pytest.raises(PolicyError, match=r"explainer\.options\.max_channels: must be an integer >= 0 or null"):
+            load_policy(with_explainer("scorecam", {"max_channels": bad}))
+
+
+@pytest.mark.parametrize(
+    ("method", "options", "match"),
+    [("smoothgrad", {"samples": None}, r"samples: must not be null \(the default is 25\)"),
+     ("smoothgrad", {"samples": 0}, r"samples: must be >= 1, got 0"),
+     ("integrated_gradients", {"steps": 0}, r"steps: must be >= 1"),
+     ("augmented_gradcam", {"views": 0}, r"views: must be >= 1"),
+     ("augmented_gradcam", {"views": 16.0}, r"views: must be an integer"),
+     ("augmented_gradcam", {"learning_rate": 0}, r"learning_rate: must be > 0"),
+     ("augmented_gradcam", {"tv": -0.1}, r"tv: -0.1 is outside a non-negative number"),
+     ("augmented_gradcam", {"smoothing": 1}, r"unknown key 'smoothing' in options of method 'augmented_gradcam'"),
+     ("occlusion", {"patch": 1.5}, r"patch: 1.5 is outside a fraction of the image side \[0, 1\]"),
+     ("occlusion", {"stride": 0}, r"stride: must be > 0")],
+)
+def test_bad_explainer_options_are_refused_with_the_key_path(method, options, match):
+    with pytest.raises(PolicyError, match=match):
+        load_policy(with_explainer(method, options))
+
+
+def test_policy_options_reach_the_engine_as_the_engine_reads_them():
+    """What the schema accepts, the methods accept: null max_channels is every channel, fill a known fill."""
+    from validator.explain.augmented import validate_options
+    from validator.explain.scorecam import max_channels_option
+
+    assert max_channels_option(dict(load_policy(with_explainer("scorecam", {"max_channels": None}))
+                                    .explainer.options)["max_channels"]) is None
+    options = dict(load_policy(with_explainer("augmented_gradcam", {"fill": "zeros", "views": 4})).explainer.options)
+    assert validate_options({**METHOD_OPTIONS["augmented_gradcam"], **options})["fill"] == "zeros"

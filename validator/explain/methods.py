@@ -77,18 +77,28 @@ METHODS: dict[str, Method] = {
             cost="1 forward pass per image"),
         LayerCAM("layercam", True, "LayerCAM: each location weighted by its positive gradient; fine on early layers"),
         Method("scorecam", False, "Score-CAM: channels weighted by the class score of the input masked by each",
-               family="scorecam", cost="1 + min(K, max_channels) forward passes per image",
+               family="scorecam",
+               cost="1 + min(K, max_channels) forward passes per image (all K channels if max_channels is null or "
+                    "0), plus 1 per batch for the all-zero baseline",
                defaults=METHOD_OPTIONS["scorecam"]),
         Method("saliency", True, "Vanilla saliency: |dy/dx|, max over colour channels", family="pixel",
                needs_layer=False),
         Method("smoothgrad", True, "SmoothGrad: |mean gradient| over noisy copies", family="pixel", needs_layer=False,
-               cost="n forward + n backward passes per image", defaults=METHOD_OPTIONS["smoothgrad"]),
+               cost="1 + samples forward + samples backward passes per image (the 1: the clean image's prediction)",
+               defaults=METHOD_OPTIONS["smoothgrad"]),
         Method("integrated_gradients", True, "Integrated Gradients from a baseline, with its completeness gap",
-               family="pixel", needs_layer=False, cost="steps forward + steps backward passes per image",
+               family="pixel", needs_layer=False,
+               cost="2 + steps forward + steps backward passes per image (the 2: the image and its baseline, for "
+                    "the prediction and the completeness gap)",
                defaults=METHOD_OPTIONS["integrated_gradients"]),
         Method("occlusion", False, "Occlusion: class-score drop when a patch is greyed out", family="pixel",
                needs_layer=False, cost="1 + (patch positions) forward passes per image",
                defaults=METHOD_OPTIONS["occlusion"]),
+        Method("augmented_gradcam", True, "Augmented Grad-CAM: TV-regularised super-resolution of the Grad-CAMs of "
+               "rotated and shifted views (Morbidelli et al. 2020)", family="augmented",
+               cost="views forward + views backward passes per image (view 0 is the image), plus the solver: steps "
+                    "iterations of 2 sparse products on the high-res maps per batch",
+               defaults=METHOD_OPTIONS["augmented_gradcam"]),
     )
 }
 if tuple(METHODS) != METHOD_NAMES:  # the shared list and the implementations must not drift apart

@@ -23,13 +23,14 @@ import numpy as np
 from validator._tf import keras, tf
 from validator.errors import UsageError
 from validator.explain.engine import head_outputs
+from validator.explain.names import OPTION_CHOICES
 from validator.layer_patch import bypass_head
 
 #: SmoothGrad's noise for sample s is ``stateless_normal(seed=(SMOOTHGRAD_SEED, s))``: reproducible audits.
 SMOOTHGRAD_SEED = 2017
 #: The "blur" IG baseline: a Gaussian blur with sigma = this fraction of the image's longer side.
 BLUR_SIGMA = 0.05
-BASELINES = ("black", "blur")
+BASELINES = OPTION_CHOICES["integrated_gradients"]["baseline"]  # ("black", "blur")
 
 
 def build_step(explainer):

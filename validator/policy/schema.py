@@ -8,6 +8,14 @@ from importlib import resources
 from pathlib import Path
 
 from validator.errors import PolicyError
+from validator.explain.names import (
+    FRACTION_OPTIONS,
+    METHOD_OPTIONS,
+    NULLABLE_OPTIONS,
+    OPTION_CHOICES,
+    OPTION_MINIMUM,
+    POSITIVE_OPTIONS,
+)
 from validator.metrics import METRICS, MetricInfo, region_info
 from validator.policy.fields import Fields, check_number
 from validator.policy.model import (
@@ -116,24 +124,44 @@ def _classes(raw: object, source: Source) -> tuple[str, ...] | None:
 
 
 def _explainer(raw: object, source: Source) -> Explainer:
-    from validator.explain.names import METHOD_OPTIONS
-
     f = Fields(raw, "explainer", source, ("method", "layer", "batch_size", "options"), "explainer")
     method = f.choice("method", METHODS, "gradcam")
     known = METHOD_OPTIONS.get(method, {})
     opts = Fields(f.raw_value("options"), "explainer.options", source, tuple(known), f"options of method {method!r}")
-    options = []
-    for name, default in known.items():
-        if name not in opts.raw:
-            continue
-        if isinstance(default, str):
-            options.append((name, opts.string(name)))
-        elif isinstance(default, int) and not isinstance(default, bool):
-            options.append((name, opts.integer(name, lo=0)))
-        else:
-            options.append((name, opts.number(name, lo=0.0, hi=1e9, what="a non-negative number")))
+    options = [(name, _explainer_option(opts, method, name, default)) for name, default in known.items()
+               if name in opts.raw]
     return Explainer(method=method, layer=f.string("layer", None), batch_size=f.integer("batch_size", 32, lo=1),
                      options=tuple(options))
+
+
+def _explainer_option(opts: Fields, method: str, name: str, default: object) -> object:
+    """One ``explainer.options`` value, checked as the method itself will check it (type, choices, range)."""
+    value = opts.raw[name]
+    if value is None:
+        nullable = NULLABLE_OPTIONS.get(method, {})
+        if name in nullable:
+            return None
+        raise opts.error(name, f"must not be null (the default is {default!r})")
+    if isinstance(default, str):
+        choices = OPTION_CHOICES.get(method, {}).get(name)
+        if choices is None:
+            return opts.string(name)
+        if not isinstance(value, str) or value not in choices:
+            hint = suggest(value, choices, list_if_at_most=0) if isinstance(value, str) else ""  # the list is said
+            raise opts.error(name, f"must be one of {', '.join(choices)}, got {value!r}{hint}")
+        return value
+    if isinstance(default, int) and not isinstance(default, bool):
+        null = NULLABLE_OPTIONS.get(method, {}).get(name)
+        lo = OPTION_MINIMUM.get(method, {}).get(name, 0)
+        if null and (isinstance(value, bool) or not isinstance(value, int) or value < lo):
+            raise opts.error(name, f"must be an integer >= {lo} or null ({null}), got {value!r}")
+        return opts.integer(name, lo=lo)
+    fraction = name in FRACTION_OPTIONS.get(method, ())
+    number = opts.number(name, lo=0.0, hi=1.0 if fraction else 1e9,
+                         what="a fraction of the image side" if fraction else "a non-negative number")
+    if number == 0 and name in POSITIVE_OPTIONS.get(method, ()):
+        raise opts.error(name, "must be > 0, got 0")
+    return number
 
 
 def _probes(raw: object, source: Source) -> Probes:
