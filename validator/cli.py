@@ -81,6 +81,9 @@ def tracking_options(f):
 @click.option("--baseline", help="A second model (path or models:/name@alias) audited on the same samples for change checks.")
 @click.option("--fail-on", type=click.Choice(["fail", "warn"]), default="fail", show_default=True, help="Exit 1 also on WARN with 'warn'.")
 @click.option("--trust-model", is_flag=True, help="Allow models whose loading runs Python code (Lambda layers). Only for files you trust.")
+@click.option("--score-on", type=click.Choice(["auto", "host", "device"]), default="auto", show_default=True,
+              help="Where the maps are scored: device = in TensorFlow beside the explainer (only scores come back); "
+              "auto = device when a GPU is visible.")
 @click.option("--shard", metavar="I/N", help="Explain only shard I of N and write shard.npz into --out; "
               "`camgate merge` judges the shards (no MLflow run per shard).")
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
@@ -93,7 +96,7 @@ def tracking_options(f):
 @click.option("-q", "--quiet", is_flag=True, help="Only the verdict line.")
 @click.option("-v", "--verbose", is_flag=True, help="Every check, and tracebacks on stderr.")
 def audit(model, data, data_format, images, policy, method, method_option, layer, preprocess, classes, max_samples, seed,
-          batch_size, out, baseline, fail_on, trust_model, shard, backend, workers, gpus_per_worker, ray_address,
+          batch_size, out, baseline, fail_on, trust_model, score_on, shard, backend, workers, gpus_per_worker, ray_address,
           tracking_uri, no_mlflow, experiment, run_name, parent_run_id, promote, quiet, verbose):
     """Audit MODEL (.keras, .h5, SavedModel folder, or MLflow URI) on an annotated held-out set."""
     _refuse_conflicts(no_mlflow=no_mlflow, tracking_uri=tracking_uri, promote=promote, quiet=quiet,
@@ -114,7 +117,7 @@ def audit(model, data, data_format, images, policy, method, method_option, layer
             method_options=_method_options(method_option), layer=layer,
             preprocess=preprocess, classes=classes, max_samples=max_samples, seed=seed, batch_size=batch_size,
             baseline=baseline, fail_on=fail_on, trust_model=trust_model, progress=progress, tracking=tracking,
-            shard=shard, backend=backend, workers=workers, gpus_per_worker=gpus_per_worker, ray_address=ray_address,
+            score_on=score_on, shard=shard, backend=backend, workers=workers, gpus_per_worker=gpus_per_worker, ray_address=ray_address,
         )
     finally:
         progress.close()

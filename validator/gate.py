@@ -50,6 +50,7 @@ class AuditOptions:
     progress: Callable[[int, int], None] | None = None
     tracking: object | None = None  # validator.tracking.TrackingOptions; None = no MLflow
     extra_tags: dict = field(default_factory=dict)
+    score_on: str = "auto"  # "host" (NumPy) | "device" (TensorFlow, beside the maps) | "auto": device on a GPU
     shard: str | None = None  # "I/N": explain only that shard and write its shard.npz (validator.shard)
     backend: str = "local"  # "local" | "ray" (validator.ray_backend)
     workers: int | None = None  # Ray: actors (default: the cluster's CPUs, or its GPUs with gpus_per_worker)
@@ -476,6 +477,7 @@ def _explainer_settings(policy_obj, opts: AuditOptions) -> dict:
         "layer": opts.layer or policy_obj.explainer.layer,
         "batch_size": opts.batch_size or policy_obj.explainer.batch_size,
         "preprocess": opts.preprocess,
+        "score_on": opts.score_on,
         # the policy's options are for the policy's method; a method chosen on the command line takes its own
         "options": (dict(policy_obj.explainer.options) if method == policy_obj.explainer.method else {})
         | dict(opts.method_options or {}),

@@ -70,6 +70,12 @@ def explain_set(loaded, samples, class_names, settings: dict, *, regions=None, p
                              layer=explainer.target.name if explainer.target is not None else None,
                              batch_size=settings["batch_size"], options=explainer.options)
     collector = DiscoveryCollector(probes.discovery_grid if probes else 16, probes.max_clusters if probes else 8, seed)
+    device = None
+    if settings.get("score_on", "host") != "host":
+        from validator.scoring_device import DeviceBatchScorer, resolve
+
+        if resolve(settings["score_on"]) == "device":
+            device = DeviceBatchScorer(*loaded.input_size, regions=regions or None, grid=collector.grid)
     issues: list = []
     chunks: list[dict] = []
     done = 0
@@ -89,10 +95,15 @@ def explain_set(loaded, samples, class_names, settings: dict, *, regions=None, p
         # A sample without a label is explained for class 0 only to keep the batch whole; it has no box,
         # so its box metrics are NaN, and it counts only where a label exists.
         class_ids = np.array([s.class_id if s.class_id is not None else 0 for s in batch_samples])
-        result = explainer.explain(batch.images, class_ids)
-        since = timer.add("explain", since)
-        scores = score_maps(result.maps, batch.boxes, regions=regions or None)
-        scores["centre_heat"] = centre_heat(result.maps)
+        small = None
+        if device is not None:  # explained and scored on the accelerator: only numbers come back
+            result, scores, small = device.score(explainer, batch.images, class_ids, batch.boxes)
+            since = timer.add("explain", since)
+        else:
+            result = explainer.explain(batch.images, class_ids)
+            since = timer.add("explain", since)
+            scores = score_maps(result.maps, batch.boxes, regions=regions or None)
+            scores["centre_heat"] = centre_heat(result.maps)
         for i, s in enumerate(batch_samples):
             if s.class_id is None:
                 for key in scores:
@@ -111,8 +122,12 @@ def explain_set(loaded, samples, class_names, settings: dict, *, regions=None, p
             **scores,
         }
         chunk["dead"] = np.where(labelled, result.dead.astype(float), np.nan)
-        collector.add(result.maps, batch.boxes, [s.class_name for s in batch_samples],
-                      [s.sample_id for s in batch_samples], labelled & ~result.dead)
+        names, ids = [s.class_name for s in batch_samples], [s.sample_id for s in batch_samples]
+        if small is not None:
+            collector.add_grid(small, batch.boxes, *loaded.input_size, names, ids, labelled & ~result.dead)
+        else:  # host maps (a DeviceMaps comes back whole only where the grid does not divide the map)
+            maps = result.maps if device is None else result.maps[np.arange(len(result.maps))]
+            collector.add(maps, batch.boxes, names, ids, labelled & ~result.dead)
         since = timer.add("metrics", since)
         if runner is not None:
             chunk.update(runner.on_batch(batch, class_ids, labelled, result))
@@ -123,7 +138,8 @@ def explain_set(loaded, samples, class_names, settings: dict, *, regions=None, p
             progress(done, len(mine))
     table = _concat(chunks, allow_empty=partial)
     n_rows = len(table.get("sample_id", ()))
-    settings_out = explainer.settings | {"preprocess": settings["preprocess"]}
+    settings_out = explainer.settings | {"preprocess": settings["preprocess"],
+                                         "score_on": "device" if device is not None else "host"}
     if partial:
         state = {"collector": collector.state(), "sanity": runner.sanity_state() if runner is not None else None}
         return SetRun(table, n_rows, settings_out, issues, {}, explainer, partial=state)

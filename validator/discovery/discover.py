@@ -30,6 +30,10 @@ class DiscoveryCollector:
         masks = _small_masks(boxes, maps.shape[1], maps.shape[2], self.grid)
         self.add_small(small, masks, names, sample_ids, labelled)
 
+    def add_grid(self, small: np.ndarray, boxes, height: int, width: int, names, sample_ids, labelled) -> None:
+        """Add one batch whose maps were already reduced to the grid (on the device: validator.scoring_device)."""
+        self.add_small(small, _small_masks(boxes, height, width, self.grid), names, sample_ids, labelled)
+
     def add_small(self, small: np.ndarray, masks: np.ndarray, names, sample_ids, labelled: np.ndarray) -> None:
         """Add one batch already on the grid (what :meth:`state` keeps: a merge replays the batches in order)."""
         keep = np.flatnonzero(labelled)
@@ -110,7 +114,9 @@ def _small_masks(boxes, height: int, width: int, grid: int) -> np.ndarray:
         if len(b) == 0:
             continue
         mask = rect_masks(pad_boxes([b])[0], height, width).astype(np.float32)
-        out[i] = cv2.resize(mask, (grid, grid), interpolation=cv2.INTER_AREA)
+        # INTER_AREA's fixed-point weights can overshoot 1 by an ulp where the grid does not divide the map
+        # (60 px, 299 px): a covered share is in [0, 1] by definition
+        out[i] = np.clip(cv2.resize(mask, (grid, grid), interpolation=cv2.INTER_AREA), 0.0, 1.0)
     return out
 
 

@@ -240,6 +240,16 @@ class Explainer:
         extra = {key: np.concatenate([part[6][key] for part in parts]) for key in parts[0][6]}
         return Explanation(*arrays, extra=extra)
 
+    def step_tensors(self, images, class_ids) -> tuple:
+        """One batch (at most ``batch_size`` images) through the traced step; the outputs stay tensors on the
+        device: (layer maps, maps [N, H, W], probabilities[, extras]). For scoring on the device."""
+        images = np.asarray(images, dtype=np.float32)
+        class_ids = np.asarray(class_ids).astype(np.int32).reshape(-1)
+        self._validate(images, class_ids)
+        if len(images) > self.batch_size:
+            raise UsageError(f"step_tensors takes at most batch_size={self.batch_size} images, got {len(images)}")
+        return self._step(tf.constant(images), tf.constant(class_ids))
+
     def _run(self, images, class_ids):
         out = self._step(tf.constant(images), tf.constant(class_ids))
         layer_maps, maps, probs = (np.asarray(v) for v in out[:3])
