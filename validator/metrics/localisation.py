@@ -110,7 +110,10 @@ def _rank_accuracy(heat, in_box, box_px) -> np.ndarray:
 def largest_component_box(heat: np.ndarray, cam_threshold: float) -> np.ndarray:
     """Box (x0, y0, x1, y1) of the largest 8-connected component of heat >= cam_threshold * max(heat).
 
-    Ties in area go to the component that cv2 labels first (raster order of its first pixel).
+    Ties in area go to the component that cv2 labels first: its default 8-connectivity algorithm scans 2x2
+    blocks, so that is the raster order of each component's first 2x2 block, not of its first pixel (a
+    component starting at row 1, column 0 comes before one at row 0, column 5; validator.metrics.device
+    reproduces it).
     """
     binary = (heat >= cam_threshold * heat.max()).astype(np.uint8)
     _, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
