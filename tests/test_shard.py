@@ -135,6 +135,11 @@ def test_merge_refuses_missing_duplicate_and_foreign_shards(sharded, tmp_path):
     v = audit(str(sharded["model"].path), str(sharded["coco"]), out=half, shard="1/2", today=TODAY,
               batch_size=BATCH, baseline=str(sharded["baseline"].path))
     cases["split"] = ([root / "shard1", half], "different splits")
+    old = Partial.read(root / "shard2")
+    old.meta["camgate"] = "0.0.1"
+    (tmp_path / "old").mkdir()
+    old.write(tmp_path / "old")
+    cases["version"] = ([root / "shard1", tmp_path / "old", root / "shard3"], "different camgate versions")
     for name, (dirs, message) in cases.items():
         verdict = merge(dirs, out=tmp_path / f"merged-{name}", today=TODAY)
         assert verdict.status == "ERROR" and verdict.exit_code == 2, name

@@ -184,6 +184,10 @@ def check_shards(partials: list[Partial]) -> list[Partial]:
         raise UsageError(f"shard(s) {', '.join(f'{i}/{count}' for i in duplicated)} given more than once")
     if missing:
         raise UsageError(f"shard(s) {', '.join(f'{i}/{count}' for i in missing)} missing: a merge needs all {count}")
+    versions = sorted({str(p.meta.get("camgate")) for p in ordered})
+    if len(versions) > 1:
+        raise UsageError(f"the shards were written by different camgate versions ({', '.join(versions)}): "
+                         "rerun them with one version")
     first = ordered[0].meta["context"]
     for p in ordered[1:]:
         context = p.meta["context"]
