@@ -196,3 +196,28 @@ def test_concat_tables():
     assert concat_tables() == {}
     with pytest.raises(ValueError, match="missing \\['label'\\]"):
         concat_tables(a, {"lift": np.ones(1)})
+
+
+@pytest.mark.parametrize("n", [2, 3, 10, 501, 1999, 2000, 2001, 6007])
+@pytest.mark.parametrize("kind", ["normal", "ties", "binary"])
+def test_quantiles_from_partition_equal_a_sort_bit_for_bit(n, kind):
+    """Long rows take their order statistics from np.partition; the oracle sorts and interpolates."""
+    from validator.stats import _QUANTILES, BOOTSTRAPPED, _statistics
+
+    rng = np.random.default_rng(n)
+    if kind == "normal":
+        x = rng.normal(size=(7, n))
+    else:
+        x = rng.integers(0, 4 if kind == "ties" else 2, size=(7, n)).astype(float)
+    ordered = np.sort(x, axis=-1)
+    expected = []
+    for how in BOOTSTRAPPED:
+        if how == "mean":
+            expected.append(x.mean(axis=-1))
+            continue
+        pos = _QUANTILES[how] * (n - 1)
+        lo = int(np.floor(pos))
+        hi = min(lo + 1, n - 1)
+        expected.append(ordered[:, lo] + (pos - lo) * (ordered[:, hi] - ordered[:, lo]))
+    assert np.array_equal(_statistics(x, BOOTSTRAPPED), np.stack(expected))
+    assert np.allclose(_statistics(x, ("median", "p10")), np.quantile(x, [0.5, 0.1], axis=-1), rtol=0, atol=1e-12)
