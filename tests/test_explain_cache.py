@@ -36,3 +36,19 @@ def test_the_cache_does_not_keep_a_model_alive_nor_share_between_models(random_i
     del a
     gc.collect()
     assert ref() is None
+
+
+def test_a_cached_cam_explainer_sees_weights_changed_after_tracing(random_images):
+    """CAM's Dense kernel is read in the graph: a model that trains on is explained with its new weights."""
+    from validator.explain import Explainer, cached_explainer
+
+    model = build_gap_model()
+    ids = np.arange(len(random_images)) % 3
+    cached = cached_explainer(model, method="cam")
+    before = cached.explain(random_images, ids).maps
+    dense = next(layer for layer in model.layers if layer.__class__.__name__ == "Dense")
+    dense.kernel.assign(-np.asarray(dense.kernel))  # flip the class evidence
+    after = cached.explain(random_images, ids).maps
+    fresh = Explainer(model, method="cam").explain(random_images, ids).maps
+    np.testing.assert_allclose(after, fresh, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(after, before)

@@ -50,7 +50,7 @@ def explain_set(loaded, samples, class_names, settings: dict, *, regions=None, p
     from validator.data import iter_batches
     from validator.discovery.atlas import centre_heat
     from validator.discovery.discover import DiscoveryCollector
-    from validator.explain.engine import Explainer, cached_explainer
+    from validator.explain.engine import cached_explainer
     from validator.metrics import score_maps
     from validator.probes.runner import SANITY_COLUMN, ProbeRunner
     from validator.shard import chunk_range
@@ -59,11 +59,9 @@ def explain_set(loaded, samples, class_names, settings: dict, *, regions=None, p
     first_chunk, stop_chunk = chunk_range(len(samples), settings["batch_size"], shard)
     offset = first_chunk * settings["batch_size"]
     mine = samples[offset: stop_chunk * settings["batch_size"]]
-    # one traced graph per model and settings: a worker that explains several shards traces once. Not for
-    # CAM: its Dense kernel is a constant of the graph, stale once the model trains on (the Keras callback).
-    build = Explainer if settings["method"] == "cam" else cached_explainer
-    explainer = build(loaded, method=settings["method"], layer=settings["layer"], batch_size=settings["batch_size"],
-                      options=settings.get("options"))
+    # one traced graph per model and settings: a worker that explains several shards traces once
+    explainer = cached_explainer(loaded, method=settings["method"], layer=settings["layer"],
+                                 batch_size=settings["batch_size"], options=settings.get("options"))
     runner = None
     if probes is not None:
         runner = ProbeRunner(loaded, samples, probes, seed=seed, method=explainer.method.name,

@@ -177,9 +177,14 @@ class Explainer:
                 f"GlobalAveragePooling2D -> Dense; found {' -> '.join(kinds) or 'nothing'}. "
                 "Use --method gradcam or hirescam for this model."
             )
-        kernel = tf.constant(np.asarray(dense[0].kernel), tf.float32)
-        if self.loaded.binary_sigmoid:
-            kernel = tf.concat([-kernel, kernel], axis=1)  # class 0 is -logit, class 1 is +logit
+        layer, binary = dense[0], self.loaded.binary_sigmoid
+
+        def kernel():
+            # read in the graph, not frozen at trace time: a cached explainer of a model that trains on (the
+            # Keras callback) or whose weights are re-drawn (the sanity cascade) sees the current weights
+            weights = tf.cast(tf.convert_to_tensor(layer.kernel), tf.float32)
+            return tf.concat([-weights, weights], axis=1) if binary else weights  # class 0 is -logit
+
         return kernel
 
     def _build_step(self):
@@ -207,7 +212,7 @@ class Explainer:
                 gradients = as_grid(tf.cast(tape.gradient(chosen, sink[-1]), tf.float32), target.output.shape)
                 layer_maps = method.combine(activations, gradients)
             else:
-                weights = tf.transpose(tf.gather(self.cam_kernel, class_ids, axis=1))
+                weights = tf.transpose(tf.gather(self.cam_kernel(), class_ids, axis=1))
                 layer_maps = method.combine(activations, None, weights)
             layer_maps = tf.nn.relu(layer_maps)
             maps = tf.image.resize(layer_maps[..., None], (height, width), method="bilinear")[..., 0]

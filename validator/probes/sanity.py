@@ -411,8 +411,7 @@ class _StageExplainer:
             if maps.ndim != 3 or len(maps) != len(images):
                 raise UsageError(f"the explain callable returned shape {maps.shape}; expected [N, H, W]")
             return maps, _dead(maps)
-        # CAM's Dense kernel is a constant of the traced graph: rebuild; the gradient methods read variables.
-        if self.explainer is None or self.explainer.cam_kernel is not None:
+        if self.explainer is None:  # every method reads the clone's variables in the graph: one trace
             self.explainer = self._build()
         result = self.explainer.explain(images, class_ids)
         return result.maps, np.asarray(result.dead, bool)
