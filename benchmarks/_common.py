@@ -127,3 +127,17 @@ def _fmt(value) -> str:
 def write_json(path: str | Path, payload: dict) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(payload, indent=2, default=str))
+
+
+def vm_hwm_kib() -> float:
+    """Peak resident set of this process (VmHWM), KiB. Unlike ru_maxrss it starts afresh at exec: Linux
+    carries the parent's peak over into the child's ru_maxrss, so a big parent would mask the child's."""
+    import resource
+
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import describe_machine, machine, median, table, write_json
+from _common import describe_machine, machine, median, table, vm_hwm_kib, write_json
 
 SIZES = (200, 1000, 2000)
 QUICK_SIZES = (100, 400)
@@ -52,7 +52,7 @@ def child(args) -> None:
     from validator.gate import audit
 
     import_seconds = time.perf_counter() - started
-    imported_rss = _vm_hwm_kib()
+    imported_rss = vm_hwm_kib()
     tracking = None
     if args.tracking_uri:
         from validator.tracking import TrackingOptions
@@ -62,7 +62,7 @@ def child(args) -> None:
     verdict = audit(args.model_path, args.data, out=args.out, max_samples=args.n, batch_size=args.batch_size,
                     tracking=tracking)
     wall = time.perf_counter() - started
-    peak_rss = _vm_hwm_kib()  # before the gradcam timing below
+    peak_rss = vm_hwm_kib()  # before the gradcam timing below
     max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     result = {
         "n": args.n,
@@ -80,20 +80,6 @@ def child(args) -> None:
     }
     result["gradcam_images_per_s"] = _gradcam_rate(args.model_path, args.batch_size, args.gradcam) if args.gradcam else None
     print("BENCH_RESULT " + json.dumps(result), flush=True)
-
-
-def _vm_hwm_kib() -> float:
-    """Peak resident set of this process (VmHWM), KiB. Unlike ru_maxrss it starts afresh at exec: Linux
-    carries the parent's peak over into the child's ru_maxrss, so a big parent would mask the child's."""
-    import resource
-
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return float(line.split()[1])
-    except OSError:
-        pass
-    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def _gradcam_rate(model_path: str, batch_size: int, n_images: int, repeats: int = 3) -> float:

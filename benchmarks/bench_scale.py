@@ -48,7 +48,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from _common import describe_machine, table, write_json
+from _common import describe_machine, table, vm_hwm_kib, write_json
 
 CHUNK = 1000
 IMAGE_SIZE = 224
@@ -188,21 +188,11 @@ def audit_child(args) -> None:
         "import_seconds": import_seconds, "n_explained": (verdict.sample or {}).get("n_explained", 0),
         "n_dead": (verdict.sample or {}).get("n_dead"), "shards": verdict.shards,
         "table_bytes": table_bytes, "checks_sha": hashlib.sha256(checks.encode()).hexdigest()[:12],
-        "hwm_mib": _vm_hwm_kib() / 1024,
+        "hwm_mib": vm_hwm_kib() / 1024,
     }
     if args.bare:
         result["bare_images_per_s"] = _bare_rate(args.model_path, args.data, args.batch_size, args.bare)
     print("BENCH_RESULT " + json.dumps(result, default=str), flush=True)
-
-
-def _vm_hwm_kib() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return float(line.split()[1])
-    except OSError:
-        pass
-    return float("nan")
 
 
 def _bare_rate(model_path: str, coco_json: str, batch_size: int, n_images: int, repeats: int = 3) -> float:
