@@ -9,6 +9,7 @@ import contextlib
 import difflib
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import date
@@ -243,7 +244,7 @@ def _run_shard(verdict: Verdict, prep: _Prepared, opts: AuditOptions, timer: _Ti
 
 
 def _prepare(verdict: Verdict, model, data, policy, opts: AuditOptions, timer: _Timer) -> _Prepared:
-    from validator.data import check_num_classes, load_dataset, read_class_list, select_samples
+    from validator.data import check_num_classes, read_class_list
     from validator.policy import default_policy_path, load_policy
 
     since = time.perf_counter()
@@ -271,11 +272,10 @@ def _prepare(verdict: Verdict, model, data, policy, opts: AuditOptions, timer: _
         class_list = read_class_list(class_list)
     if class_list is None and policy_obj.classes is not None:
         class_list = list(policy_obj.classes)
-    dataset = load_dataset(data, format=opts.format, images_dir=opts.images, classes=class_list)
-    check_num_classes(dataset, loaded.num_classes)
     seed = opts.seed if opts.seed is not None else policy_obj.sample.seed
     max_samples = opts.max_samples if opts.max_samples is not None else policy_obj.sample.max_samples
-    samples = select_samples(dataset.samples, max_samples, seed, policy_obj.sample.min_per_class)
+    dataset, samples = _sample(data, opts.format, opts.images, class_list, max_samples, seed,
+                               policy_obj.sample.min_per_class, loaded.num_classes)
     baseline_loaded = _load_baseline(opts, verdict)
     if baseline_loaded is not None:
         verdict.audited_versions["baseline"] = baseline_loaded.registry_version
@@ -298,15 +298,22 @@ def _prepare(verdict: Verdict, model, data, policy, opts: AuditOptions, timer: _
     return _Prepared(policy_obj, loaded, baseline_loaded, dataset, samples, settings, seed, context)
 
 
+def _sample(data, data_format, images, classes, max_samples, seed, min_per_class, num_classes):
+    """(dataset, the seeded stratified sample): what an audit explains and a merge re-finds for its overlays."""
+    from validator.data import check_num_classes, load_dataset, select_samples
+
+    dataset = load_dataset(data, format=data_format, images_dir=images, classes=classes)
+    check_num_classes(dataset, num_classes)
+    return dataset, select_samples(dataset.samples, max_samples, seed, min_per_class)
+
+
+def _class_counts(names) -> dict[str, int]:
+    return dict(Counter(name for name in names if name is not None))
+
+
 def _data_facts(dataset, samples) -> dict:
     """What the verdict says about the data, from the whole set (every shard computes the same)."""
-    def count(names) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for name in names:
-            if name is not None:
-                counts[name] = counts.get(name, 0) + 1
-        return counts
-
+    count = _class_counts
     return {"format": dataset.format, "source": dataset.source, "class_names": list(dataset.class_names),
             "n_images": dataset.n_images, "n_no_box": dataset.n_no_box, "n_read": len(dataset.samples),
             "n_skipped_read": _skipped_before_selection(dataset), "issues": [i.to_dict() for i in dataset.issues],
@@ -397,13 +404,12 @@ def _merge(verdict: Verdict, shard_paths: list, opts: AuditOptions, timer: _Time
                       "timings": [p.meta.get("timings", {}) for p in partials]}
     _judge(verdict, policy_obj, context, run, baseline_run, opts, timer)
     since = time.perf_counter()
-    verdict.overlays, verdict.shards["overlays"] = _merged_overlays(context, run, opts, verdict.out_dir)
+    verdict.overlays, verdict.shards["overlays"] = _merged_overlays(context, policy_obj, run, opts, verdict.out_dir)
     timer.add("overlays", since)
 
 
-def _merged_overlays(context: dict, run, opts: AuditOptions, out_dir: Path) -> tuple[list, str]:
+def _merged_overlays(context: dict, policy_obj, run, opts: AuditOptions, out_dir: Path) -> tuple[list, str]:
     """The overlays, re-rendered from the model and images the shards recorded when both can be read here."""
-    from validator.data import load_dataset, select_samples
     from validator.model import load_model
 
     source = context["source"]
@@ -411,11 +417,9 @@ def _merged_overlays(context: dict, run, opts: AuditOptions, out_dir: Path) -> t
         return [], "not rendered: the shards audited an in-memory model"
     try:
         loaded = load_model(source["model"], trust=opts.trust_model)
-        dataset = load_dataset(source["data"], format=source["format"], images_dir=source["images"],
-                               classes=source["classes"])
-        policy_sample = context["policy"]["content"].get("sample") or {}
-        samples = select_samples(dataset.samples, context["max_samples"], context["seed"],
-                                 int(policy_sample.get("min_per_class", 0) or 0))
+        _, samples = _sample(source["data"], source["format"], source["images"], source["classes"],
+                             context["max_samples"], context["seed"], policy_obj.sample.min_per_class,
+                             loaded.num_classes)
     except CamgateError as exc:
         return [], f"not rendered: {exc}"
     settings = {**context["explainer"], "preprocess": source["preprocess"]}
@@ -446,10 +450,7 @@ def _load_baseline(opts: AuditOptions, verdict: Verdict):
 
 def _per_class_counts(facts: dict, table, min_per_class: int) -> dict[str, dict]:
     """Per class: records available in the data, selected, explained, and whether it reaches min_per_class."""
-    explained: dict[str, int] = {}
-    for name in table["class_name"]:
-        if name is not None:
-            explained[name] = explained.get(name, 0) + 1
+    explained = _class_counts(table["class_name"])
     available, selected = facts["available"], facts["selected"]
     return {
         name: {"available": available.get(name, 0), "selected": selected.get(name, 0),

@@ -69,11 +69,10 @@ class DeviceBatchScorer:
 
     def _reduce(self, maps, boxes, counts):
         scores = self.scorer.score(maps, boxes, counts)
+        alive = tf.equal(scores["dead"], 0.0)  # the scorer's rule: finite and a positive sum
         heat = tf.cast(maps, tf.float64)
-        finite = tf.reduce_all(tf.math.is_finite(heat), axis=[1, 2])
         heat = tf.where(tf.math.is_finite(heat), heat, 0.0)
         total = tf.reduce_sum(heat, axis=[1, 2])
-        alive = finite & (total > 0)
         unit = heat / tf.where(alive, total, 1.0)[:, None, None]
         nan = tf.constant(np.nan, tf.float64)
         out = {"scores": scores, "centre_heat": tf.where(alive, tf.reduce_sum(unit * self.centre, axis=[1, 2]), nan)}
