@@ -18,7 +18,8 @@ CLEAN = {"n_records": 0, "n_skipped": 0}  # n_records 0 is replaced below by the
 def make_table(classes, **columns):
     """Per-sample table; every box row gets area 0.1 unless given."""
     n = len(classes)
-    table = {"class_name": np.array(classes, dtype=object), "area": np.full(n, 0.1), "dead": np.zeros(n)}
+    table = {"sample_id": np.array([f"s{i}" for i in range(n)], dtype=object),
+             "class_name": np.array(classes, dtype=object), "area": np.full(n, 0.1), "dead": np.zeros(n)}
     for name, values in columns.items():
         table[name] = np.broadcast_to(np.asarray(values, dtype=float), (n,)).copy()
     return table
@@ -220,14 +221,57 @@ def test_change_sign_convention(metric, change, baseline, new, outcome):
     assert result.baseline == baseline and result.change == change
 
 
-def test_change_uses_the_bound_of_the_new_interval_against_the_baseline_point():
-    baseline = CORRECT_80  # point value 0.8
-    point = make_policy({"metric": "correct", "aggregate": "rate", "change": {"absolute": -0.05}})
-    assert only(point, CORRECT_80, baseline_table=baseline).outcome == "PASS"  # 0.8 >= 0.75
-    lower = make_policy({"metric": "correct", "aggregate": "rate", "bound": "lower",
-                         "change": {"absolute": -0.05}})
-    result = only(lower, CORRECT_80, baseline_table=baseline)
-    assert result.outcome == "FAIL" and "< limit 0.75 (baseline 0.8, change absolute -0.05)" in result.message
+@pytest.mark.parametrize("bound", ["point", "lower", "upper"])
+@pytest.mark.parametrize("metric,aggregate", [("correct", "rate"), ("lift", "mean"), ("lift", "median"),
+                                              ("lift", "p10"), ("corner_heat_max", "mean")])
+def test_a_model_compared_with_itself_never_regresses(bound, metric, aggregate):
+    # The old rule compared the new model's interval bound with the baseline's point value: a model
+    # compared with itself FAILed at bound lower whenever its interval was wider than the tolerance.
+    rng = np.random.default_rng(4)
+    values = (rng.random(40) < 0.8).astype(float) if metric == "correct" else rng.gamma(2.0, 1.0, 40)
+    table = make_table(["a"] * 40, **{metric: values})
+    tolerance = 0.0  # not even the smallest regression is allowed
+    result = only(make_policy({"metric": metric, "aggregate": aggregate, "bound": bound,
+                               "change": {"absolute": tolerance}}), table, baseline_table=table)
+    assert result.outcome == "PASS", result.message
+    change = result.change_estimate
+    assert change["value"] == 0.0 and change["lo"] == 0.0 and change["hi"] == 0.0 and change["n"] == 40
+
+
+def test_change_is_judged_on_the_paired_difference():
+    # Large spread between samples, a small shift that every sample shares: the paired difference knows the
+    # shift exactly, an unpaired comparison of two intervals could not tell it from noise.
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.5, 5.0, 60)
+    new = base - 0.03 + rng.normal(0, 0.002, 60)
+    oracle = float(np.mean(new - base))
+    policy = make_policy({"metric": "lift", "bound": "lower", "change": {"absolute": -0.05}})
+    ok = only(policy, make_table(["a"] * 60, lift=new), baseline_table=make_table(["a"] * 60, lift=base))
+    assert ok.outcome == "PASS", ok.message
+    change = ok.change_estimate
+    assert change["value"] == pytest.approx(oracle, abs=1e-12)
+    assert change["lo"] <= oracle <= change["hi"] and change["hi"] - change["lo"] < 0.005
+    assert ok.baseline == pytest.approx(float(np.mean(base)))
+    strict = make_policy({"metric": "lift", "bound": "lower", "change": {"absolute": -0.02}})
+    bad = only(strict, make_table(["a"] * 60, lift=new), baseline_table=make_table(["a"] * 60, lift=base))
+    assert bad.outcome == "FAIL" and "change new - baseline" in bad.message and "paired on 60 samples" in bad.message
+
+
+def test_change_pairs_samples_by_id_not_by_position():
+    base = make_table(["a"] * 30, lift=np.linspace(1, 4, 30))
+    new = {k: v[::-1].copy() for k, v in base.items()}  # the same samples, listed in the other order
+    result = only(make_policy({"metric": "lift", "bound": "lower", "change": {"absolute": 0.0}}), new,
+                  baseline_table=base)
+    assert result.outcome == "PASS" and result.change_estimate["hi"] == 0.0
+
+
+def test_relative_change_scales_with_the_baseline():
+    base = make_table(["a"] * 20, lift=np.full(20, 2.0))
+    new = make_table(["a"] * 20, lift=np.full(20, 1.85))  # -7.5%
+    loose = make_policy({"metric": "lift", "change": {"relative": -0.1}})
+    tight = make_policy({"metric": "lift", "change": {"relative": -0.05}})
+    assert only(loose, new, baseline_table=base).outcome == "PASS"
+    assert only(tight, new, baseline_table=base).outcome == "FAIL"
 
 
 def test_no_baseline_skips_or_fails():

@@ -210,7 +210,8 @@ def _run(verdict: Verdict, model, data, policy, opts: AuditOptions, timer: _Time
         baseline_run = None
         if prep.baseline is not None:
             baseline_run = explain_set(prep.baseline, prep.samples, prep.dataset.class_names, prep.settings,
-                                       regions=regions, seed=prep.seed, timer=timer)
+                                       regions=regions, probes=prep.policy.baseline_probes, seed=prep.seed,
+                                       timer=timer)
     else:
         raise UsageError(f"--backend must be 'local' or 'ray', got {opts.backend!r}")
     _judge(verdict, prep.policy, prep.context, run, baseline_run, opts, timer)
@@ -229,8 +230,8 @@ def _run_shard(verdict: Verdict, prep: _Prepared, opts: AuditOptions, timer: _Ti
                                 progress=opts.progress, shard=spec, partial=True)}
     if prep.baseline is not None:
         runs["baseline"] = explain_set(prep.baseline, prep.samples, prep.dataset.class_names, prep.settings,
-                                       regions=prep.policy.regions, seed=prep.seed, timer=timer, shard=spec,
-                                       partial=True)
+                                       regions=prep.policy.regions, probes=prep.policy.baseline_probes,
+                                       seed=prep.seed, timer=timer, shard=spec, partial=True)
     since = time.perf_counter()
     partial = make_partial(spec, prep.context, runs)
     partial.meta["timings"] = dict(timer.seconds)

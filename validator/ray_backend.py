@@ -32,7 +32,7 @@ class ShardWorker:
     """One Ray actor: the model (and baseline) loaded once, then one shard explained per call."""
 
     def __init__(self, model, baseline, trust: bool, tracking, samples, class_names, settings, regions, probes,
-                 seed: int, count: int, context: dict):
+                 baseline_probes, seed: int, count: int, context: dict):
         import os
 
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -44,6 +44,7 @@ class ShardWorker:
             self.baseline = load_model(baseline, trust=trust) if baseline is not None else None
         self.samples, self.class_names, self.settings = samples, class_names, settings
         self.regions, self.probes, self.seed, self.count, self.context = regions, probes, seed, count, context
+        self.baseline_probes = baseline_probes
 
     def __call__(self, batch: dict) -> dict:
         import numpy as np
@@ -59,7 +60,8 @@ class ShardWorker:
                                         partial=True)}
             if self.baseline is not None:
                 runs["baseline"] = explain_set(self.baseline, self.samples, self.class_names, self.settings,
-                                               regions=self.regions, seed=self.seed, shard=spec, partial=True)
+                                               regions=self.regions, probes=self.baseline_probes, seed=self.seed,
+                                               shard=spec, partial=True)
             out.append(make_partial(spec, self.context, runs).to_bytes())
         return {"shard": np.asarray(batch["shard"], dtype=np.int64), "partial": np.array(out, dtype=object)}
 
@@ -97,7 +99,8 @@ def run_on_ray(prep, verdict, opts, timer) -> list:
         baseline = str(opts.baseline) if prep.baseline is not None else None
         kwargs = {"model": source, "baseline": baseline, "trust": opts.trust_model, "tracking": opts.tracking,
                   "samples": prep.samples, "class_names": list(prep.dataset.class_names), "settings": prep.settings,
-                  "regions": prep.policy.regions, "probes": prep.policy.probes, "seed": prep.seed, "count": count,
+                  "regions": prep.policy.regions, "probes": prep.policy.probes,
+                  "baseline_probes": prep.policy.baseline_probes, "seed": prep.seed, "count": count,
                   "context": prep.context}
         dataset = ray.data.from_items([{"shard": i} for i in range(count)], override_num_blocks=count)
         results = dataset.map_batches(ShardWorker, fn_constructor_kwargs=kwargs, batch_size=1,

@@ -66,7 +66,8 @@ def explain_set(loaded, samples, class_names, settings: dict, *, regions=None, p
     if probes is not None:
         runner = ProbeRunner(loaded, samples, probes, seed=seed, method=explainer.method.name,
                              layer=explainer.target.name if explainer.target is not None else None,
-                             batch_size=settings["batch_size"], options=explainer.options)
+                             batch_size=settings["batch_size"], options=explainer.options,
+                             preprocess=settings["preprocess"])
     collector = DiscoveryCollector(probes.discovery_grid if probes else 16, probes.max_clusters if probes else 8, seed)
     device = None
     if settings.get("score_on", "host") != "host":

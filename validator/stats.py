@@ -269,3 +269,58 @@ def concat_tables(*tables: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     for t in tables:
         table_length(t)
     return {c: np.concatenate([np.asarray(t[c]) for t in tables]) for c in columns}
+
+
+def _indicators(x: np.ndarray, threshold: float | None) -> np.ndarray:
+    if threshold is None:
+        if not np.all((x == 0.0) | (x == 1.0)):
+            raise ValueError("rate needs 0/1 values, or a threshold for continuous values (share >= threshold)")
+        return x
+    return (x >= threshold).astype(np.float64)
+
+
+def paired_change(new, base, how: str, *, threshold: float | None = None, confidence: float = 0.95,
+                  n_resamples: int = 2000, seed: int = 0) -> tuple[Estimate, float]:
+    """The change ``aggregate(new) - aggregate(base)`` over paired per-sample values, and the baseline's aggregate.
+
+    ``new[i]`` and ``base[i]`` are two models' values on the same sample; pairs with a non-finite side are
+    dropped. The interval resamples samples, both values of a pair together (paired bootstrap), so the
+    sample-to-sample spread that both models share cancels: a model compared with itself has a change of
+    exactly 0 with interval [0, 0]. A rate is the mean of its 0/1 indicators (>= ``threshold`` where given)."""
+    if how not in AGGREGATES:
+        raise ValueError(f"unknown aggregate {how!r}; valid: {', '.join(AGGREGATES)}")
+    _check_confidence(confidence)
+    new, base = np.asarray(new, dtype=np.float64).ravel(), np.asarray(base, dtype=np.float64).ravel()
+    if new.shape != base.shape:
+        raise ValueError(f"paired values differ in length: {new.shape} vs {base.shape}")
+    keep = np.isfinite(new) & np.isfinite(base)
+    x, y = new[keep], base[keep]
+    stat = ("mean",) if how == "rate" else (how,)
+    if how == "rate":
+        x, y = _indicators(x, threshold), _indicators(y, threshold)
+    n, nan = len(x), float("nan")
+    if n == 0:
+        return Estimate(how, nan, nan, nan, 0), nan
+    base_value = float(_statistics(y, stat)[0])
+    point = float(_statistics(x, stat)[0]) - base_value
+    if n == 1:
+        return Estimate(how, point, nan, nan, 1), base_value
+    d = x - y
+    if np.all(d == d[0]) and (stat == ("mean",) or np.array_equal(x, y)):
+        return Estimate(how, point, point, point, n), base_value
+
+    def statistic(a, b, axis=-1):
+        return _statistics(a, stat, axis)[0] - _statistics(b, stat, axis)[0]
+
+    def interval(method):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # degenerate resamples: detected from NaN bounds below
+            res = sps.bootstrap((x, y), statistic, paired=True, vectorized=True, axis=-1, method=method,
+                                n_resamples=n_resamples, confidence_level=confidence,
+                                rng=np.random.default_rng(seed), batch=max(100, _VALUES_PER_BATCH // (2 * n)))
+        return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+    lo, hi = interval("BCa" if n <= BCA_MAX_N else "percentile")
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        lo, hi = interval("percentile")
+    return Estimate(how, point, lo, hi, n), base_value

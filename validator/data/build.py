@@ -182,6 +182,9 @@ def _box_issue(image: RawImage, raw: RawBox, reason: str, action: str) -> DataIs
 
 def _sample(image: RawImage, class_id, class_name, boxes, ann_ids) -> Sample:
     sample_id = image.key if class_name is None else f"{image.key}#{class_name}"
+    # boxes in a fixed order (by position, then annotation id), not the file's: a sample is its content
+    pairs = sorted(zip(boxes, ann_ids, strict=True), key=lambda p: (tuple(p[0]), str(p[1])))
+    boxes, ann_ids = [p[0] for p in pairs], [p[1] for p in pairs]
     return Sample(
         sample_id=sample_id,
         image_path=str(image.path.resolve()),

@@ -134,6 +134,36 @@ def iter_batches(
         raise failures[0]
 
 
+def load_samples(samples: Sequence[Sample], *, input_size: tuple[int, int], channels: int = 3,
+                 preprocess: str | Callable[[np.ndarray], np.ndarray] | None = None):
+    """(images float32 [n, H, W, C], boxes per sample scaled to the input size, ok [n] bool) of a few samples,
+    decoded exactly as ``iter_batches`` decodes them (a sample that cannot be read has ok False and zeros).
+
+    For what needs another sample's pixels beside the batch (the Mixed-Rand donors); its problems are the
+    main pass's to record, so nothing is recorded here."""
+    height, width = (int(v) for v in input_size)
+    preprocess_fn = preprocess if callable(preprocess) else get_preprocess(preprocess)
+    images = np.zeros((len(samples), height, width, channels), np.float32)
+    boxes: list[np.ndarray] = [np.zeros((0, 4))] * len(samples)
+    ok = np.zeros(len(samples), bool)
+    paths = list(dict.fromkeys(s.image_path for s in samples))
+    with ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="camgate-decode") as pool:
+        decoded = dict(zip(paths, pool.map(lambda p: _decode(p, width, height, channels, preprocess_fn)[0], paths),
+                           strict=True))
+    for i, sample in enumerate(samples):
+        image = decoded[sample.image_path]
+        if isinstance(image, ImageReadError):
+            continue
+        decoded_size, _, pixels = image
+        kept = _clipped_boxes(sample, decoded_size, [])
+        if kept is None:
+            continue
+        sx, sy = width / decoded_size[0], height / decoded_size[1]
+        images[i], ok[i] = pixels, True
+        boxes[i] = np.array(kept, dtype=np.float64).reshape(-1, 4) * np.array([sx, sy, sx, sy])
+    return images, boxes, ok
+
+
 def _prepared(samples, width, height, channels, preprocess_fn, issues):
     decoded = _decode_ahead(samples, width, height, channels, preprocess_fn)
     cached_path, cached = None, None  # samples of one image are adjacent: decode it once

@@ -17,8 +17,8 @@ from validator.policy.model import Check, Policy
 from validator.policy.result import FAIL, INCONCLUSIVE, NOT_JUDGED, PASS, SKIPPED, WARN, CheckResult
 from validator.policy.schema import metric_infos
 from validator.policy.waivers import apply_waivers
-from validator.policy.wording import bounded_quantity, change_words, fmt, interval
-from validator.stats import Estimate, aggregate, resamples_for
+from validator.policy.wording import bounded_quantity, change_words, fmt, interval, level
+from validator.stats import Estimate, aggregate, paired_change, resamples_for
 
 _SEVERITY_OUTCOME = {"fail": FAIL, "warn": WARN, "not_judged": NOT_JUDGED, "inconclusive": INCONCLUSIVE}
 _RANK = {SKIPPED: 0, NOT_JUDGED: 0, PASS: 1, WARN: 2, INCONCLUSIVE: 3, FAIL: 4}
@@ -45,7 +45,6 @@ def evaluate(policy: Policy, table: Mapping[str, np.ndarray], *, data_summary: M
     classes = class_column(table)
     # one pass over the class column per table; every slice mask below is a vectorised comparison
     labels = np.asarray(classes, dtype=object)
-    base_labels = np.asarray(class_column(baseline_table), dtype=object) if baseline_table is not None else None
     results = data_checks(policy, classes, data_summary)
     no_boxes = data_summary.get("n_with_box") == 0
     for check in policy.checks:
@@ -60,7 +59,8 @@ def evaluate(policy: Policy, table: Mapping[str, np.ndarray], *, data_summary: M
             new = _estimate(check, info, policy, table, labels, class_name, seed, confidence)
             base = None
             if check.change and baseline_table is not None:
-                base = _estimate(check, info, policy, baseline_table, base_labels, class_name, seed, confidence)
+                base = _paired_change(check, info, policy, table, baseline_table, labels, class_name, seed,
+                                      confidence)
             result = _judge(check, info, policy, new, base, baseline_table is not None,
                             _slice_label(class_name), confidence)
             result.confidence = confidence
@@ -138,17 +138,64 @@ def _estimate(check: Check, info: MetricInfo, policy: Policy, table: Mapping[str
               labels: np.ndarray, class_name: str | None, seed: int,
               confidence: float = FAMILY_CONFIDENCE) -> Estimate:
     """The check's aggregate over the slice's usable rows (NaN values are dropped by aggregate)."""
+    values = np.asarray(_column(check, table), dtype=float)[_check_rows(info, policy, table, labels, class_name)]
+    return aggregate(values, check.aggregate, threshold=check.threshold, seed=seed, confidence=confidence,
+                     n_resamples=resamples_for(confidence))
+
+
+def _column(check: Check, table: Mapping[str, np.ndarray], which: str = "per-sample table") -> np.ndarray:
     if check.metric not in table:
-        raise CamgateError(f"check {check.id!r}: the per-sample table has no column {check.metric!r}")
+        raise CamgateError(f"check {check.id!r}: the {which} has no column {check.metric!r}")
+    return table[check.metric]
+
+
+def _check_rows(info: MetricInfo, policy: Policy, table: Mapping[str, np.ndarray], labels: np.ndarray,
+                class_name: str | None) -> np.ndarray:
+    """The slice's rows that the check reads."""
     rows = _slice_rows(labels, class_name)
     if info.needs_box:
         # boxes covering most of the frame carry little signal: the caller counts them, we leave them out
         area = np.asarray(table["area"], dtype=float)
         with np.errstate(invalid="ignore"):
             rows &= np.isfinite(area) & (area <= policy.sample.max_box_area)
-    values = np.asarray(table[check.metric], dtype=float)[rows]
-    return aggregate(values, check.aggregate, threshold=check.threshold, seed=seed, confidence=confidence,
-                     n_resamples=resamples_for(confidence))
+    return rows
+
+
+def _pairs(check: Check, rows: np.ndarray, table, baseline_table) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (new, baseline) of the same samples: by sample_id, or by position in tables without ids."""
+    if "sample_id" in table and "sample_id" in baseline_table:
+        base_row = {sid: i for i, sid in enumerate(np.asarray(baseline_table["sample_id"], dtype=object))}
+        ids = np.asarray(table["sample_id"], dtype=object)[rows]
+        pairs = [(i, base_row[sid]) for i, sid in zip(rows, ids, strict=True) if sid in base_row]
+        return (np.array([p[0] for p in pairs], dtype=np.int64), np.array([p[1] for p in pairs], dtype=np.int64))
+    n_base = len(next(iter(baseline_table.values()), ()))
+    n_new = len(next(iter(table.values()), ()))
+    if n_base != n_new:
+        raise CamgateError(f"check {check.id!r}: the tables have no sample_id column to pair the samples and "
+                           f"differ in length ({n_new} vs {n_base} rows)")
+    return rows, rows
+
+
+@dataclass
+class _Change:
+    """new - baseline of the check's aggregate over the samples both models scored (paired), and the baseline's."""
+
+    delta: Estimate
+    baseline: float
+
+
+def _paired_change(check: Check, info: MetricInfo, policy: Policy, table: Mapping[str, np.ndarray],
+                   baseline_table: Mapping[str, np.ndarray], labels: np.ndarray, class_name: str | None,
+                   seed: int, confidence: float) -> _Change:
+    """Both models are scored on the same samples: the change is judged on the per-sample pairs, joined by
+    sample_id, so the spread between samples that both share does not count against the new model."""
+    rows = np.flatnonzero(_check_rows(info, policy, table, labels, class_name))
+    mine, theirs = _pairs(check, rows, table, baseline_table)
+    new = np.asarray(_column(check, table), dtype=float)[mine]
+    base = np.asarray(_column(check, baseline_table, "baseline's per-sample table"), dtype=float)[theirs]
+    delta, base_value = paired_change(new, base, check.aggregate, threshold=check.threshold, seed=seed,
+                                      confidence=confidence, n_resamples=resamples_for(confidence))
+    return _Change(delta, base_value)
 
 
 def _compared(check: Check, est: Estimate) -> float:
@@ -162,12 +209,12 @@ class _Verdict:
     sentence: bool = False  # reasons are whole sentences, not comparisons like "< min 1.5"
 
 
-def _judge(check: Check, info: MetricInfo, policy: Policy, new: Estimate, base: Estimate | None,
+def _judge(check: Check, info: MetricInfo, policy: Policy, new: Estimate, base: _Change | None,
            has_baseline_table: bool, slice_label: str, confidence: float = FAMILY_CONFIDENCE) -> CheckResult:
     compared = _compared(check, new)
     what = bounded_quantity(check, confidence)
     failed = _SEVERITY_OUTCOME[check.severity]
-    baseline_value = base.value if base is not None and base.n > 0 else None
+    baseline_value = base.baseline if base is not None and base.delta.n > 0 else None
     context = f"({check.aggregate} {interval(new.value, new.lo, new.hi, confidence)}, n={new.n}, {slice_label})"
 
     if new.n < check.min_samples or not math.isfinite(compared):
@@ -184,12 +231,11 @@ def _judge(check: Check, info: MetricInfo, policy: Policy, new: Estimate, base: 
                       f"{interval(new.value, new.lo, new.hi, confidence)})"
         else:
             message = f"{check.description or check.id}: {why}; {what} = {fmt(compared)} {context}"
-        return _result(check, slice_label, new, compared, baseline_value, outcome, message)
+        return _result(check, slice_label, new, compared, baseline_value, outcome, message, base)
 
     verdicts = [_judge_range(check, compared, failed)]
     if check.change:
-        verdicts.append(_judge_change(check, info, policy, compared, baseline_value, has_baseline_table,
-                                      failed))
+        verdicts.append(_judge_change(check, info, policy, base, has_baseline_table, failed, confidence))
     verdicts = [v for v in verdicts if v is not None]
     outcome = max((v.outcome for v in verdicts), key=_RANK.__getitem__)
     # a failing result lists only what failed; a passing one shows every comparison it made
@@ -198,7 +244,7 @@ def _judge(check: Check, info: MetricInfo, policy: Policy, new: Estimate, base: 
     sentences = "".join(f"; {r}" for v in relevant if v.sentence for r in v.reasons)
     lead = (check.description or check.id) if outcome in (FAIL, WARN) else check.id
     message = f"{lead}: {what} = {fmt(compared)}{' ' if comparisons else ''}{comparisons}{sentences} {context}"
-    return _result(check, slice_label, new, compared, baseline_value, outcome, message)
+    return _result(check, slice_label, new, compared, baseline_value, outcome, message, base)
 
 
 def _judge_range(check: Check, compared: float, failed: str) -> _Verdict | None:
@@ -214,30 +260,39 @@ def _judge_range(check: Check, compared: float, failed: str) -> _Verdict | None:
     return _Verdict(failed, broken) if broken else _Verdict(PASS, held)
 
 
-def _judge_change(check: Check, info: MetricInfo, policy: Policy, compared: float,
-                  baseline: float | None, has_baseline_table: bool, failed: str) -> _Verdict:
-    """Signed tolerance against the baseline's point value (see policies/example.yaml for the convention)."""
-    if baseline is None or not math.isfinite(baseline):
+def _judge_change(check: Check, info: MetricInfo, policy: Policy, base: _Change | None,
+                  has_baseline_table: bool, failed: str, confidence: float) -> _Verdict:
+    """The paired change new - baseline, at the interval end the check's ``bound`` names, against the signed
+    tolerance (see policies/example.yaml for the convention)."""
+    delta = base.delta if base is not None else None
+    if delta is None or delta.n == 0 or not math.isfinite(base.baseline):
         why = "no baseline model" if not has_baseline_table else "the baseline has no data for this slice"
         if policy.on_missing_baseline == "fail":
             return _Verdict(FAIL, [f"change vs baseline cannot be checked: {why} (on_missing_baseline: fail)"],
                             sentence=True)
         return _Verdict(SKIPPED, [f"change vs baseline skipped: {why}"], sentence=True)
+    compared = _compared(check, delta)
+    if not math.isfinite(compared):
+        return _Verdict(SKIPPED, [f"change vs baseline skipped: {delta.n} paired sample(s) give no interval"],
+                        sentence=True)
     ((kind, tolerance),) = check.change.items()
     # relative tolerances scale with the baseline's magnitude so the sign convention holds for any baseline
-    limit = baseline + (tolerance * abs(baseline) if kind == "relative" else tolerance)
+    limit = tolerance * abs(base.baseline) if kind == "relative" else tolerance
     ok = compared >= limit if info.higher_is_better else compared <= limit
     op = (">=" if ok else "<") if info.higher_is_better else ("<=" if ok else ">")
-    reason = f"{op} limit {fmt(limit)} (baseline {fmt(baseline)}, change {change_words(check.change)})"
+    end = "" if check.bound == "point" else f"{check.bound} {level(confidence)} bound of the "
+    reason = (f"{end}change new - baseline {fmt(compared)} {op} {fmt(limit)} "
+              f"(paired on {delta.n} samples: {interval(delta.value, delta.lo, delta.hi, confidence)}; "
+              f"baseline {fmt(base.baseline)}, change {change_words(check.change)})")
     return _Verdict(PASS if ok else failed, [reason])
 
 
 def _result(check: Check, slice_label: str, new: Estimate, compared: float, baseline: float | None,
-            outcome: str, message: str) -> CheckResult:
+            outcome: str, message: str, base: _Change | None = None) -> CheckResult:
     return CheckResult(
         check_id=check.id, slice=slice_label, metric=check.metric, aggregate=check.aggregate,
         bound=check.bound, severity=check.severity, observed=float(new.value), lo=float(new.lo),
         hi=float(new.hi), compared=float(compared), n=int(new.n), min=check.min, max=check.max,
         baseline=baseline, change=dict(check.change) if check.change else None, outcome=outcome,
-        message=message,
+        message=message, change_estimate=base.delta.to_dict() if base is not None else None,
     )

@@ -166,6 +166,18 @@ class Policy:
         canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
 
+    @property
+    def baseline_probes(self) -> Probes | None:
+        """The probes a baseline run needs: the policy's, when a change check reads a column only the probes
+        write (a probe, sanity or faithfulness metric); else None, and the baseline costs one explain pass."""
+        from validator.metrics.registry import HEATMAP, PREDICTION
+        from validator.policy.schema import metric_infos
+
+        infos = metric_infos(self.regions)
+        probed = [c for c in self.checks
+                  if c.change and c.metric in infos and infos[c.metric].source not in (HEATMAP, PREDICTION)]
+        return self.probes if probed else None
+
     def check(self, check_id: str) -> Check:
         """The check with this id (KeyError if none)."""
         for c in self.checks:

@@ -36,6 +36,8 @@ class CheckResult:
     message: str
     waiver: dict | None = None
     confidence: float = 0.95  # level of the interval [lo, hi] (Bonferroni-adjusted on per-class slices)
+    # change checks: new - baseline over the paired samples (aggregate, value, lo, hi at ``confidence``, n)
+    change_estimate: dict | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready dict: non-finite floats become None (JSON has no NaN)."""

@@ -20,6 +20,7 @@ pixel centre (k = 0, slivers) or every pixel (no background to probe) gets NaN i
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Sequence
 
 import cv2
@@ -188,27 +189,77 @@ def background_only(images: np.ndarray, boxes: Sequence[np.ndarray], fill: str =
     return _background_only(arr, masks, fill)
 
 
-def _donors(class_ids: np.ndarray, usable: np.ndarray, seed: int) -> np.ndarray:
-    """Per sample, a seeded random sample of another class (-1 when none or the sample is not probed)."""
+def _donors(class_ids: np.ndarray, usable: np.ndarray, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
+    """Per sample, a seeded random sample of another class and another group (image), -1 when none or the
+    sample is not probed."""
     n = len(class_ids)
+    groups = np.arange(n) if groups is None else np.asarray(groups)
     # One uniform draw per sample, used or not: a sample's donor does not depend on the other samples' boxes.
     draws = np.random.default_rng(seed).random(n)
     donor = np.full(n, -1, dtype=np.int64)
     for i in np.flatnonzero(usable):
-        candidates = np.flatnonzero(class_ids != class_ids[i])
+        candidates = np.flatnonzero((class_ids != class_ids[i]) & (groups != groups[i]))
         if len(candidates):
             donor[i] = candidates[min(int(draws[i] * len(candidates)), len(candidates) - 1)]
     return donor
 
 
-def _object_only(images, masks, class_ids, fill, seed, background=None):
+def draw_donors(samples: Sequence, seed: int) -> np.ndarray:
+    """The Mixed-Rand donor of every sample of the whole audited set (index into ``samples``, -1: none).
+
+    A donor is a labelled sample of another class from another image, and that image holds no object of
+    the recipient's class (else the "other" background would still show the class). The draw is seeded by
+    ``seed`` and the sample's identity (``sample_id``) and the candidates are ordered by identity, so a
+    sample's donor depends neither on the batch it lands in, nor the shard, nor the order of the files."""
+    n = len(samples)
+    donor = np.full(n, -1, dtype=np.int64)
+    labelled = [i for i, s in enumerate(samples) if s.class_id is not None]
+    if not labelled:
+        return donor
+    # candidates by (class, identity): "every class but c" is the list with c's one contiguous block cut out
+    ordered = sorted(labelled, key=lambda i: (samples[i].class_id, samples[i].sample_id))
+    ids = [samples[i].class_id for i in ordered]
+    start = {c: ids.index(c) for c in dict.fromkeys(ids)}
+    count = {c: ids.count(c) for c in start}
+    classes_on: dict[str, set] = {}
+    for i in labelled:
+        classes_on.setdefault(samples[i].image_path, set()).add(samples[i].class_id)
+    for i in labelled:
+        mine = samples[i]
+        c, others = mine.class_id, len(ordered) - count[mine.class_id]
+        if others == 0:
+            continue
+        u = np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(mine.sample_id.encode("utf-8"))]).random()
+        first = min(int(u * others), others - 1)
+        for step in range(others):  # the next candidate (cyclically) whose image shows none of class c
+            k = (first + step) % others
+            j = ordered[k if k < start[c] else k + count[c]]
+            if c not in classes_on[samples[j].image_path]:
+                donor[i] = j
+                break
+    return donor
+
+
+def _object_only(images, masks, class_ids, fill, seed, background=None, groups=None):
     usable = _probed(masks)
-    donor = _donors(class_ids, usable, seed)
+    donor = _donors(class_ids, usable, seed, groups)
     if background is None:
         background = _background_only(images, masks, fill)
     # Fallback (donor -1): the object on its own filled background, which is the original image again.
     base = background[np.where(donor >= 0, donor, np.arange(len(donor)))]
     return np.where(masks[..., None], images, base), donor
+
+
+def _paste_on_donors(images, masks, donor_images, donor_boxes, has_donor, fill):
+    """Each object pasted onto its own donor's background-only image (donors given by the caller)."""
+    donor_arr = _check_images(donor_images)
+    if donor_arr.shape != images.shape:
+        raise UsageError(f"donor_images has shape {donor_arr.shape}, expected {images.shape} (one per image)")
+    donor_masks = _masks(donor_boxes, *donor_arr.shape[:3])
+    background = _background_only(donor_arr, donor_masks, fill)
+    has_donor = np.asarray(has_donor, dtype=bool) & _probed(masks)
+    mixed = np.where(masks[..., None], images, background)
+    return mixed, np.where(has_donor, 0, -1)
 
 
 def object_only(
@@ -217,11 +268,15 @@ def object_only(
     class_ids: np.ndarray | Sequence[int],
     fill: str = "tile",
     seed: int = 0,
+    groups: Sequence | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mixed-Rand: each sample's box pixels pasted onto the background-only image of a donor of another class.
 
-    The donor is drawn from the same batch, among samples whose class differs, with ``seed`` (the same
-    inputs and seed give the same donors). A donor without a box is fine: its whole image is background.
+    The donor is drawn from the same batch, among samples whose class differs (and, with ``groups``, e.g. the
+    image each sample comes from, whose group differs: two samples of one image are never each other's
+    donor), with ``seed`` (the same inputs and seed give the same donors). The audit draws donors from the
+    whole set instead (``draw_donors``), so that no result depends on the batch. A donor without a box is
+    fine: its whole image is background.
     Returns (images [N, H, W, C] float32, donor_index [N] int64). donor_index is -1 when no sample in the
     batch has another class, or the sample has no box pixels (or is all box); such a sample's object is
     pasted onto its own filled background, which gives back the original image, so it carries no
@@ -232,7 +287,9 @@ def object_only(
     fill = _check_fill(fill)
     masks = _masks(boxes, arr.shape[0], arr.shape[1], arr.shape[2])
     ids = _check_class_ids(class_ids, arr.shape[0])
-    return _object_only(arr, masks, ids, fill, seed)
+    if groups is not None and len(groups) != arr.shape[0]:
+        raise UsageError(f"groups has {len(groups)} entries but there are {arr.shape[0]} images")
+    return _object_only(arr, masks, ids, fill, seed, groups=None if groups is None else np.asarray(groups))
 
 
 def _probed(masks: np.ndarray) -> np.ndarray:
@@ -262,6 +319,7 @@ def probe_scores(
     seed: int = 0,
     original_probabilities: np.ndarray | None = None,
     multi_label: bool = False,
+    donors: tuple | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-sample probe columns (float64 [N], NaN where the sample is not probed; see the module doc).
 
@@ -272,6 +330,8 @@ def probe_scores(
     a label counts as given when its probability is >= 0.5, not by the argmax, and chance is 0, so
     ``bg_only_skill`` is the share of labels still detected with the object removed. ``object_only_correct`` and ``bg_gap`` are also NaN where no donor of
     another class exists (see ``object_only``): counting those as "no gap" would dilute the BG-gap.
+    ``donors``: ``(donor_images [N, H, W, C], donor_boxes, has_donor [N] bool)``, each sample's Mixed-Rand
+    donor chosen by the caller (the audit's ``draw_donors``); without it, donors come from this batch.
     """
     if not callable(predict):
         raise UsageError(f"predict must be a callable images -> probabilities, got {type(predict).__name__}")
@@ -287,7 +347,10 @@ def probe_scores(
         return {name: np.zeros(0) for name in COLUMNS}
 
     background = _background_only(arr, masks, fill)
-    mixed, donor = _object_only(arr, masks, ids, fill, seed, background=background)
+    if donors is None:
+        mixed, donor = _object_only(arr, masks, ids, fill, seed, background=background)
+    else:
+        mixed, donor = _paste_on_donors(arr, masks, *donors, fill)
     rows = np.arange(n)
     # A copy: a predict that preprocesses in place (keras.applications' preprocess_input does) must not
     # change the caller's images.

@@ -23,8 +23,9 @@ class ProbeRunner:
     """``on_batch`` returns the probe columns of one batch; ``finish`` adds the sanity column and a summary."""
 
     def __init__(self, loaded, samples, probes, *, seed: int, method: str, layer: str | None, batch_size: int,
-                 options: dict | None = None):
+                 options: dict | None = None, preprocess=None):
         self.loaded, self.probes, self.seed = loaded, probes, int(seed)
+        self.samples, self.preprocess = samples, preprocess
         self.method, self.layer, self.batch_size, self.options = method, layer, batch_size, dict(options or {})
         self.seconds = {"counterfactual": 0.0, "faithfulness": 0.0, "sanity": 0.0}
         self.predictor = None
@@ -32,6 +33,12 @@ class ProbeRunner:
             from validator.explain.predict import Predictor
 
             self.predictor = Predictor(loaded, batch_size=max(2 * batch_size, 64))
+        self.donors = None
+        if probes.counterfactual:
+            from validator.probes.counterfactual import draw_donors
+
+            # from the whole set, per sample: no Mixed-Rand result depends on the batch or the shard
+            self.donors = draw_donors(samples, self.seed)
         labelled = np.array([i for i, s in enumerate(samples) if s.class_id is not None], dtype=int)
         rng = np.random.default_rng(self.seed)
         self.faith_samples = set(rng.permutation(labelled)[: probes.faithfulness_samples].tolist())
@@ -53,9 +60,8 @@ class ProbeRunner:
             from validator.probes.counterfactual import probe_scores
 
             scores = probe_scores(self.predictor, batch.images, batch.boxes, class_ids, self.loaded.num_classes,
-                                  fill=self.probes.fill, seed=self.seed + self._chunk(batch),
-                                  original_probabilities=result.probabilities,
-                                  multi_label=self.loaded.multi_label)
+                                  fill=self.probes.fill, original_probabilities=result.probabilities,
+                                  multi_label=self.loaded.multi_label, donors=self._donor_images(batch))
             for name in COUNTERFACTUAL_COLUMNS:
                 columns[name] = np.where(labelled, scores[name], np.nan)
         now = time.perf_counter()
@@ -80,6 +86,24 @@ class ProbeRunner:
         self._rows += n
         self._batches += 1
         return columns
+
+    def _donor_images(self, batch) -> tuple:
+        """The batch's Mixed-Rand donors, decoded like the batch (donor_images, donor_boxes, has_donor)."""
+        from validator.data.pipeline import load_samples
+
+        donor = self.donors[np.asarray(batch.indices, dtype=np.int64)]
+        has = donor >= 0
+        images = np.zeros_like(batch.images)
+        boxes = [np.zeros((0, 4))] * len(donor)
+        picked, picked_boxes, ok = load_samples([self.samples[j] for j in donor[has]],
+                                                input_size=self.loaded.input_size,
+                                                channels=self.loaded.input_channels, preprocess=self.preprocess)
+        where = np.flatnonzero(has)
+        images[where] = picked
+        for k, i in enumerate(where):
+            boxes[i] = picked_boxes[k]
+        has[where] = ok  # a donor that cannot be read leaves its recipient unprobed (NaN), never another donor
+        return images, boxes, has
 
     def _chunk(self, batch) -> int:
         # a seed per chunk of the whole set (not per batch seen): a shard draws what a single process draws
