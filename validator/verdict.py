@@ -176,6 +176,11 @@ VERDICT_SCHEMA = {
                     "min": {"type": ["number", "null"]},
                     "max": {"type": ["number", "null"]},
                     "baseline": {"type": ["number", "null"]},
+                    "change_estimate": {  # change checks: new - baseline over the paired samples
+                        "type": ["object", "null"],
+                        "properties": {"value": {"type": ["number", "null"]}, "lo": {"type": ["number", "null"]},
+                                       "hi": {"type": ["number", "null"]}, "n": {"type": "integer"}},
+                    },
                 },
             },
         },
