@@ -372,7 +372,8 @@ def _judge(verdict: Verdict, policy_obj, context: dict, run, baseline_run, opts:
         policy_obj, run.table, data_summary=data_summary, baseline_table=baseline_table, today=today, seed=seed
     )
     verdict.checks = [r.to_dict() for r in results]
-    verdict.summary = _summarize(run.table, facts["class_names"], policy_obj, seed)
+    verdict.summary = _summarize(run.table, facts["class_names"], policy_obj, seed, facts["available"])
+    _show_judged_intervals(verdict.summary, verdict.checks)
     timer.add("stats", since)
     verdict.status = gate_status(results)
     verdict.exit_code = _exit_code(verdict.status, opts.fail_on)
@@ -485,9 +486,11 @@ def _explainer_settings(policy_obj, opts: AuditOptions) -> dict:
     }
 
 
-def _summarize(table, class_names, policy_obj, seed) -> dict:
+def _summarize(table, class_names, policy_obj, seed, available=None) -> dict:
+    """Every metric's aggregates per slice. The slices that pool classes (overall, box area) are
+    post-stratified to the data's class counts ``available``, as the checks' overall slice is."""
     from validator.metrics import METRICS
-    from validator.stats import resamples_for, summarize
+    from validator.stats import post_stratified_weights, resamples_for, summarize
 
     names = np.asarray(table["class_name"], dtype=object)
     labelled = np.not_equal(names, None).astype(bool)
@@ -510,8 +513,25 @@ def _summarize(table, class_names, policy_obj, seed) -> dict:
         else:
             masked[key] = values
     metrics = [m for m in METRICS if m in table and m != "area"] + [k for k in table if k.startswith("region_")]
+    weights = post_stratified_weights(names, available)
+    pooled = {} if weights is None else {k: weights for k in slices if not k.startswith("class=")}
     # the same resamples and seed as the checks: an interval shown is the interval a check judged
-    return summarize(masked, metrics=metrics, slices=slices, seed=seed, n_resamples=resamples_for(0.95))
+    return summarize(masked, metrics=metrics, slices=slices, seed=seed, n_resamples=resamples_for(0.95),
+                     weights=pooled)
+
+
+def _show_judged_intervals(summary: dict, checks: list[dict]) -> None:
+    """Put the interval a class-slice check judged, with its level, in place of the summary's 95% one.
+
+    Class slices are judged at a Bonferroni-adjusted level (validator.policy.evaluate.slice_confidence);
+    showing the 95% interval beside them would show an interval nothing judged. Where checks judge the same
+    class aggregate at different levels, the widest (highest level) is shown; each check's own interval is
+    in its row of the checks table."""
+    for c in checks:
+        entry = (summary.get(c["slice"]) or {}).get(c["metric"], {}).get(c["aggregate"])
+        if entry is None or not c["slice"].startswith("class=") or c["confidence"] <= entry.get("confidence", 0.95):
+            continue
+        entry.update(value=c["observed"], lo=c["lo"], hi=c["hi"], n=c["n"], confidence=c["confidence"])
 
 
 __all__ = ["audit", "AuditOptions", "Verdict", "PASS", "WARN", "FAIL", "ERROR"]

@@ -18,7 +18,7 @@ from validator.policy.result import FAIL, INCONCLUSIVE, NOT_JUDGED, PASS, SKIPPE
 from validator.policy.schema import metric_infos
 from validator.policy.waivers import apply_waivers
 from validator.policy.wording import bounded_quantity, change_words, fmt, interval
-from validator.stats import Estimate, aggregate, resamples_for
+from validator.stats import Estimate, aggregate, post_stratified_weights, resamples_for
 
 _SEVERITY_OUTCOME = {"fail": FAIL, "warn": WARN, "not_judged": NOT_JUDGED, "inconclusive": INCONCLUSIVE}
 _RANK = {SKIPPED: 0, NOT_JUDGED: 0, PASS: 1, WARN: 2, INCONCLUSIVE: 3, FAIL: 4}
@@ -47,6 +47,7 @@ def evaluate(policy: Policy, table: Mapping[str, np.ndarray], *, data_summary: M
     labels = np.asarray(classes, dtype=object)
     base_labels = np.asarray(class_column(baseline_table), dtype=object) if baseline_table is not None else None
     results = data_checks(policy, classes, data_summary)
+    available = data_summary.get("available_per_class")  # the overall slice is weighted to the data's classes
     no_boxes = data_summary.get("n_with_box") == 0
     for check in policy.checks:
         info = infos[check.metric]
@@ -57,10 +58,11 @@ def evaluate(policy: Policy, table: Mapping[str, np.ndarray], *, data_summary: M
         class_slices = [c for c in slices if c is not None]
         for class_name in slices:
             confidence = slice_confidence(policy, len(class_slices), class_name is not None)
-            new = _estimate(check, info, policy, table, labels, class_name, seed, confidence)
+            new = _estimate(check, info, policy, table, labels, class_name, seed, confidence, available)
             base = None
             if check.change and baseline_table is not None:
-                base = _estimate(check, info, policy, baseline_table, base_labels, class_name, seed, confidence)
+                base = _estimate(check, info, policy, baseline_table, base_labels, class_name, seed, confidence,
+                                 available)
             result = _judge(check, info, policy, new, base, baseline_table is not None,
                             _slice_label(class_name), confidence)
             result.confidence = confidence
@@ -136,8 +138,12 @@ def _slice_label(class_name: str | None) -> str:
 
 def _estimate(check: Check, info: MetricInfo, policy: Policy, table: Mapping[str, np.ndarray],
               labels: np.ndarray, class_name: str | None, seed: int,
-              confidence: float = FAMILY_CONFIDENCE) -> Estimate:
-    """The check's aggregate over the slice's usable rows (NaN values are dropped by aggregate)."""
+              confidence: float = FAMILY_CONFIDENCE, available: Mapping[str, int] | None = None) -> Estimate:
+    """The check's aggregate over the slice's usable rows (NaN values are dropped by aggregate).
+
+    The overall slice is post-stratified: each row weighted by its class's share of the data
+    (``available``: {class: records in the data}) over its share of the rows, so the stratified sample's
+    topped-up small classes do not move the estimate. A class slice needs no weights (they are constant)."""
     if check.metric not in table:
         raise CamgateError(f"check {check.id!r}: the per-sample table has no column {check.metric!r}")
     rows = _slice_rows(labels, class_name)
@@ -147,8 +153,9 @@ def _estimate(check: Check, info: MetricInfo, policy: Policy, table: Mapping[str
         with np.errstate(invalid="ignore"):
             rows &= np.isfinite(area) & (area <= policy.sample.max_box_area)
     values = np.asarray(table[check.metric], dtype=float)[rows]
+    weights = post_stratified_weights(labels, available) if class_name is None else None
     return aggregate(values, check.aggregate, threshold=check.threshold, seed=seed, confidence=confidence,
-                     n_resamples=resamples_for(confidence))
+                     n_resamples=resamples_for(confidence), weights=None if weights is None else weights[rows])
 
 
 def _compared(check: Check, est: Estimate) -> float:

@@ -15,6 +15,11 @@ def fmt(value, digits: int = 3) -> str:
     return str(value)
 
 
+def ci_level(confidence: float | None) -> str:
+    """'95% CI', '99.5% CI': the level of the interval shown (class slices are judged above 95%)."""
+    return f"{(confidence or 0.95) * 100:.4g}% CI"
+
+
 def render_markdown(data: dict) -> str:
     status = data["status"]
     lines = [f"## {ICONS.get(status, '')} camgate: **{status}** — {data.get('model_name') or data['model']}", ""]
@@ -50,9 +55,7 @@ def render_markdown(data: dict) -> str:
                 part for part in (f"≥ {fmt(c.get('min'))}" if c.get("min") is not None else "",
                                   f"≤ {fmt(c.get('max'))}" if c.get("max") is not None else "") if part
             ) or "change vs baseline"
-            confidence = c.get("confidence") or 0.95
-            level = "" if abs(confidence - 0.95) < 1e-12 else f" at {confidence * 100:.4g}%"
-            interval = f"[{fmt(c.get('lo'))}, {fmt(c.get('hi'))}]{level}"
+            interval = f"{ci_level(c.get('confidence'))} [{fmt(c.get('lo'))}, {fmt(c.get('hi'))}]"
             lines.append(
                 f"| {ICONS.get(c['outcome'], '')} {c['outcome']} | `{c['check_id']}` ({c['metric']} {c.get('aggregate', '')}) "
                 f"| {c['slice']} | {fmt(c.get('observed'))} | {interval} | {fmt(c.get('compared'))} | {threshold} | {c.get('n')} |"
