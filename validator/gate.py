@@ -316,7 +316,8 @@ def _data_facts(dataset, samples) -> dict:
     count = _class_counts
     return {"format": dataset.format, "source": dataset.source, "class_names": list(dataset.class_names),
             "n_images": dataset.n_images, "n_no_box": dataset.n_no_box, "n_read": len(dataset.samples),
-            "n_skipped_read": _skipped_before_selection(dataset), "issues": [i.to_dict() for i in dataset.issues],
+            "n_skipped_read": _skipped_before_selection(dataset), "n_out_of_scope": _out_of_scope(dataset),
+            "issues": [i.to_dict() for i in dataset.issues],
             "available": count(s.class_name for s in dataset.samples), "selected": count(s.class_name for s in samples)}
 
 
@@ -340,6 +341,8 @@ def _judge(verdict: Verdict, policy_obj, context: dict, run, baseline_run, opts:
         "n_explained": run.n_rows,
         "n_images": facts["n_images"],
         "n_no_box": facts["n_no_box"],
+        # records of classes outside --classes: not audited and not skipped (shards of older versions lack it)
+        "n_out_of_scope": facts.get("n_out_of_scope", 0),
         "n_large_box": int(np.sum(run.table["area"] > policy_obj.sample.max_box_area)),
         "n_dead": int(np.nansum(run.table["dead"])),
         "issue_counts": _issue_counts(issues),
@@ -364,6 +367,7 @@ def _judge(verdict: Verdict, policy_obj, context: dict, run, baseline_run, opts:
         "n_skipped_read": facts["n_skipped_read"],
         "n_selected": context["n_samples"],
         "n_skipped_selected": context["n_samples"] - run.n_rows,
+        "n_out_of_scope": facts.get("n_out_of_scope", 0),
         # no box anywhere in the audited rows: checks that need boxes are not judged, the box-free ones judge
         "n_with_box": int(np.sum(np.isfinite(run.table["area"]))),
         "available_per_class": {k: v["available"] for k, v in per_class.items()},
@@ -463,6 +467,13 @@ def _per_class_counts(facts: dict, table, min_per_class: int) -> dict[str, dict]
 def _skipped_before_selection(dataset) -> int:
     # Records dropped while reading annotations (all boxes invalid, image file missing) never became samples.
     return sum(1 for issue in dataset.issues if issue.action == "skipped_sample")
+
+
+def _out_of_scope(dataset) -> int:
+    # Records whose every class lies outside --classes: an audit of a subset, not unreadable data.
+    from validator.data.records import OUT_OF_SCOPE
+
+    return sum(1 for issue in dataset.issues if issue.action == OUT_OF_SCOPE)
 
 
 def _issue_counts(issues: list[dict]) -> dict[str, int]:

@@ -79,6 +79,8 @@ def _context(data: dict) -> str:
         ("Policy", f"{policy.get('name')} v{policy.get('version')} (hash {policy.get('hash')})" if policy else None),
         ("Explainer", f"{explainer.get('method')} on layer {explainer.get('layer')}" if explainer else None),
         ("Samples", f"{sample.get('n_explained')} explained of {sample.get('n_selected')} selected" if sample else None),
+        ("Out of scope", f"{sample['n_out_of_scope']} record(s) of classes outside --classes (not audited, not "
+                         f"skipped)" if sample.get("n_out_of_scope") else None),
         ("Exit code", data.get("exit_code")),
     ]
     return "<table>" + "".join(f"<tr><th>{k}</th><td>{escape(str(v))}</td></tr>" for k, v in rows if v is not None) + "</table>"

@@ -38,6 +38,9 @@ def render_markdown(data: dict) -> str:
             f"({sample.get('n_no_box', 0)} without box, {sample.get('n_large_box', 0)} with box area above the cut-off, "
             f"{sample.get('n_dead', 0)} dead maps)"
         )
+        if sample.get("n_out_of_scope"):
+            lines.append(f"Out of scope: {sample['n_out_of_scope']} record(s) whose classes are all outside "
+                         f"--classes (not audited; not counted as skipped)")
     small = sample.get("not_judged_classes") or []
     if small:
         per_class = sample.get("per_class") or {}
