@@ -87,9 +87,24 @@ def test_coco_explicit_classes_override_order_and_skip_unknown(tmp_path):
     ds = load_dataset(write_coco(tmp_path, coco_doc()), classes=["dog", "bird"])
     assert ds.class_names == ["dog", "bird"]
     assert {s.sample_id: s.class_id for s in ds.samples if s.boxes} == {"a.png#dog": 0, "b.png#dog": 0}
-    skipped = issues_of(ds, "skipped_box")
-    assert sorted(i.annotation for i in skipped) == ["12", "13"]
-    assert all(i.reason == "unknown category 'cat'" for i in skipped)
+    # cat is a class of the file that the model does not cover: out of scope, not a broken box
+    assert issues_of(ds, "skipped_box") == []
+    outside = issues_of(ds, "out_of_scope_box")
+    assert sorted(i.annotation for i in outside) == ["12", "13"]
+    assert all(i.reason == "class 'cat' is outside --classes (not audited)" for i in outside)
+
+
+def test_an_image_of_classes_outside_the_list_is_out_of_scope_not_skipped(tmp_path):
+    doc = coco_doc()
+    doc["images"].append({"id": 4, "file_name": "d.png", "width": 40, "height": 30})
+    doc["annotations"].append({"id": 14, "image_id": 4, "category_id": 3, "bbox": [1, 1, 5, 5]})
+    ds = load_dataset(write_coco(tmp_path, doc, images=("a.png", "b.png", "c.png", "d.png")), classes=["dog"])
+    assert issues_of(ds, "skipped_sample") == []
+    (record,) = issues_of(ds, "out_of_scope")
+    assert record.file.endswith("d.png") and "outside --classes" in record.reason
+    # without a class list every class of the file is audited; a category id nobody declared is still broken
+    assert issues_of(load_dataset(write_coco(tmp_path, doc, images=("a.png", "b.png", "c.png", "d.png"))),
+                     "out_of_scope") == []
 
 
 def test_coco_unknown_category_id_is_skipped_box(tmp_path):
@@ -360,3 +375,13 @@ def test_issue_to_dict(tmp_path):
         "reason": "non-finite box coordinates [1, 1, inf, 3]",
         "action": "skipped_box",
     }
+
+
+def test_csv_labels_outside_the_class_list_are_out_of_scope(tmp_path):
+    path = write_csv(tmp_path, ["img/a.png,cat,1,1,5,5", "img/a.png,zebra,6,6,9,9", "img/b.png,zebra,0,0,3,3",
+                                "img/c.png,zebra,,,,"])
+    ds = load_dataset(path, classes=["cat", "dog"])
+    assert [s.sample_id for s in ds.samples] == ["img/a.png#cat"]
+    assert issues_of(ds, "skipped_sample") == [] and issues_of(ds, "skipped_box") == []
+    assert [i.annotation for i in issues_of(ds, "out_of_scope_box")] == ["row 3", "row 4"]
+    assert sorted(Path(i.file).name for i in issues_of(ds, "out_of_scope")) == ["b.png", "c.png"]

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from validator import audit
+from validator.report.markdown import fmt
 
 LENIENT = {"name": "lenient", "version": 1, "sample": {"min_samples": 10, "min_per_class": 5},
            "checks": [{"id": "any", "metric": "dead", "aggregate": "rate", "max": 1.0}]}
@@ -115,9 +116,49 @@ def test_only_skipped_change_checks_give_inconclusive_exit_4(tmp_path, small_set
 
 
 def test_the_interval_shown_is_the_interval_judged(tmp_path, small_set, untrained_model):
-    policy = {**LENIENT, "checks": [{"id": "heat", "metric": "lift", "aggregate": "mean", "bound": "lower",
-                                     "min": 0.0}]}
-    verdict = audit(str(untrained_model), str(small_set.coco_path), policy=policy, out=tmp_path / "r")
-    check = next(c for c in verdict.checks if c["check_id"] == "heat")
-    shown = verdict.summary["overall"]["lift"]["mean"]
-    assert (check["observed"], check["lo"], check["hi"]) == (shown["value"], shown["lo"], shown["hi"])
+    # a 15-sample budget draws the two classes unevenly, so the overall slice is weighted; the class check
+    # judges Bonferroni 97.5% intervals
+    policy = {**LENIENT, "sample": {**LENIENT["sample"], "max_samples": 15},
+              "checks": [{"id": "heat", "metric": "lift", "aggregate": "mean", "bound": "lower", "min": 0.0},
+                         {"id": "class-heat", "metric": "lift", "aggregate": "mean", "bound": "lower",
+                          "min": 0.0, "slices": "per_class"}]}
+    out = tmp_path / "r"
+    verdict = audit(str(untrained_model), str(small_set.coco_path), policy=policy, out=out)
+    per_class = verdict.sample["per_class"]
+    assert per_class["disc"]["selected"] != per_class["square"]["selected"]
+    judged = [c for c in verdict.checks if c["check_id"] in ("heat", "class-heat")]
+    assert [c["slice"] for c in judged] == ["overall", "class=disc", "class=square"]
+    for check in judged:
+        shown = verdict.summary[check["slice"]]["lift"]["mean"]
+        assert (check["observed"], check["lo"], check["hi"]) == (shown["value"], shown["lo"], shown["hi"])
+        assert shown.get("confidence", 0.95) == check["confidence"]
+    assert [c["confidence"] for c in judged] == [0.95, 0.975, 0.975]
+    # and every report says at which level: the HTML class table, the Markdown checks table, MLflow's names
+    disc = verdict.summary["class=disc"]["lift"]["mean"]
+    html = (out / "report.html").read_text()
+    assert f"97.5% CI [{fmt(disc['lo'])}, {fmt(disc['hi'])}]" in html
+    assert f"97.5% CI [{fmt(disc['lo'])}, {fmt(disc['hi'])}]" in (out / "summary.md").read_text()
+    from validator.tracking.names import summary_metrics
+
+    metrics = summary_metrics(verdict)
+    assert metrics["lift_mean/class_disc_level"] == 0.975 and metrics["lift_mean/class_disc_lo"] == disc["lo"]
+    assert "lift_mean/overall_level" not in metrics
+
+
+def test_images_of_classes_outside_the_list_are_out_of_scope_not_skipped(tmp_path, small_set, untrained_model):
+    doc = json.loads(small_set.coco_path.read_text())
+    for image in doc["images"]:
+        image["file_name"] = str(small_set.coco_path.parent / image["file_name"])
+    doc["categories"].append({"id": 99, "name": "horse"})  # in the file, not among the model's classes
+    doc["images"].append({**doc["images"][0], "id": 9999})
+    doc["annotations"].append({"id": 9999, "image_id": 9999, "category_id": 99, "bbox": [1, 1, 10, 10]})
+    path = tmp_path / "subset.json"
+    path.write_text(json.dumps(doc))
+    out = tmp_path / "r"
+    verdict = audit(str(untrained_model), str(path), policy=LENIENT, out=out, classes=list(small_set.class_names))
+    skipped = next(c for c in verdict.checks if c["check_id"] == "data.skipped")
+    assert skipped["outcome"] == "PASS", skipped["message"]
+    assert "1 records of classes outside --classes not audited, not counted" in skipped["message"]
+    assert verdict.sample["n_out_of_scope"] == 1 and verdict.status == "PASS"
+    assert "Out of scope: 1 record(s)" in (out / "summary.md").read_text()
+    assert "Out of scope" in (out / "report.html").read_text()

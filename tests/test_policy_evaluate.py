@@ -382,3 +382,16 @@ def test_a_policy_without_checks_is_refused():
 
     with pytest.raises(PolicyError, match="no checks, so it would pass any model"):
         load_policy({"name": "t", "version": 1, "checks": []})
+
+
+@pytest.mark.parametrize(("severity", "on_small_class", "outcome"), [
+    ("fail", "fail", "FAIL"), ("warn", "fail", "WARN"), ("inconclusive", "fail", "INCONCLUSIVE"),
+    ("fail", "warn", "WARN"), ("warn", "warn", "WARN"), ("inconclusive", "warn", "WARN"),
+    ("inconclusive", "not_judged", "NOT_JUDGED"),
+])
+def test_a_small_class_is_never_judged_more_severely_than_its_check(severity, on_small_class, outcome):
+    policy = make_policy({"metric": "lift", "min": 0.5, "slices": "per_class", "severity": severity},
+                         classes=["dog", "cat", "fox"], sample={"on_small_class": on_small_class})
+    assert policy.checks[0].on_missing == outcome.lower()
+    fox = [r for r in run(policy, SLICED)[0] if r.slice == "class=fox"]
+    assert [(r.outcome, r.severity) for r in fox] == [(outcome, severity)]

@@ -10,7 +10,16 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from validator.stats import AGGREGATES, Estimate, aggregate, concat_tables, summarize, wilson_interval
+from validator.stats import (
+    AGGREGATES,
+    Estimate,
+    aggregate,
+    bootstrap_estimates,
+    concat_tables,
+    post_stratified_weights,
+    summarize,
+    wilson_interval,
+)
 
 # ---------------------------------------------------------------- Wilson
 
@@ -221,3 +230,88 @@ def test_quantiles_from_partition_equal_a_sort_bit_for_bit(n, kind):
         expected.append(ordered[:, lo] + (pos - lo) * (ordered[:, hi] - ordered[:, lo]))
     assert np.array_equal(_statistics(x, BOOTSTRAPPED), np.stack(expected))
     assert np.allclose(_statistics(x, ("median", "p10")), np.quantile(x, [0.5, 0.1], axis=-1), rtol=0, atol=1e-12)
+
+
+# ---- weighted estimates (post-stratification of the stratified sample) ----------------------------------
+
+def test_equal_weights_are_bit_identical_to_no_weights():
+    x = np.random.default_rng(3).normal(size=120)
+    assert bootstrap_estimates(x, weights=np.full(120, 2.5)) == bootstrap_estimates(x)
+    hits = (x > 0).astype(float)
+    assert aggregate(hits, "rate", weights=np.full(120, 0.3)) == aggregate(hits, "rate")
+
+
+def test_weighted_point_estimates_by_hand():
+    assert aggregate([1.0, 2.0, 3.0], "mean", weights=[1, 1, 2]).value == pytest.approx(9 / 4)
+    # a heavy top value pulls the median up to it (midpoint positions 0.25/4, 1.25/4, 2.5/4... here 1/102 etc.)
+    assert aggregate([1.0, 2.0, 3.0], "median", weights=[1, 1, 100]).value == pytest.approx(2.980198, abs=1e-6)
+    rate = aggregate([1.0, 0.0, 0.0, 0.0], "rate", weights=[3, 1, 1, 1])
+    assert rate.value == pytest.approx(0.5)
+    # Kish: n_eff = 6^2 / 12 = 3, so the interval is Wilson's at p = 0.5 with n = 3
+    z = sps.norm.ppf(0.975)
+    half = z * math.sqrt(0.25 / 3 + z * z / 36) / (1 + z * z / 3)
+    assert (rate.lo, rate.hi) == pytest.approx((0.5 - half, 0.5 + half))
+    with pytest.raises(ValueError, match="positive"):
+        aggregate([1.0, 2.0], "mean", weights=[1.0, 0.0])
+
+
+def _population(seed=0):
+    """1,000 records: 900 of 'common' with mean 1.0, 100 of 'rare' with mean 3.0 (sd 0.5 both)."""
+    from validator.data import Sample
+
+    rng = np.random.default_rng(seed)
+    names = ["common"] * 900 + ["rare"] * 100
+    values = np.where(np.array(names) == "common", 1.0, 3.0) + rng.normal(0, 0.5, 1000)
+    samples = [Sample(f"s{i:04d}", f"/x/{i}.png", int(n == "rare"), n, ((0, 0, 1, 1),), (str(i),))
+               for i, n in enumerate(names)]
+    return samples, dict(zip((s.sample_id for s in samples), values, strict=True))
+
+
+def _overall_lift(samples, value_of, min_per_class):
+    from validator.data import select_samples
+    from validator.policy import evaluate, load_policy
+
+    chosen = select_samples(samples, 100, seed=0, min_per_class=min_per_class)
+    table = {"class_name": np.array([s.class_name for s in chosen], dtype=object),
+             "area": np.full(len(chosen), 0.1), "dead": np.zeros(len(chosen)),
+             "lift": np.array([value_of[s.sample_id] for s in chosen])}
+    policy = load_policy({"name": "t", "version": 1, "sample": {"min_samples": 1, "min_per_class": 1},
+                          "checks": [{"id": "heat", "metric": "lift", "min": 0.0}]})
+    summary = {"n_records": len(chosen), "n_skipped": 0, "available_per_class": {"common": 900, "rare": 100}}
+    (result,) = [r for r in evaluate(policy, table, data_summary=summary) if r.check_id == "heat"]
+    return result, table
+
+
+def test_the_overall_slice_is_weighted_to_the_data_not_to_min_per_class():
+    samples, value_of = _population()
+    result, table = _overall_lift(samples, value_of, min_per_class=55)
+    rare = table["class_name"] == "rare"
+    assert rare.mean() == pytest.approx(0.38, abs=0.01)  # the sample over-represents the rare class
+    by_hand = 0.9 * table["lift"][~rare].mean() + 0.1 * table["lift"][rare].mean()
+    assert result.observed == pytest.approx(by_hand, rel=1e-12)
+    assert result.lo < by_hand < result.hi
+    assert table["lift"].mean() > by_hand + 0.5  # what the unweighted mean said
+    # topping the rare class up to 10 or to 55 samples moves the estimate by noise only
+    few, _ = _overall_lift(samples, value_of, min_per_class=10)
+    assert abs(few.observed - result.observed) < min(result.hi - result.lo, few.hi - few.lo) / 2
+    population = np.array(list(value_of.values()))
+    assert few.lo < population.mean() < few.hi and result.lo < population.mean() < result.hi
+
+
+def test_post_stratified_weights():
+    labels = np.array(["a"] * 60 + ["b"] * 40 + [None] * 3, dtype=object)
+    w = post_stratified_weights(labels, {"a": 900, "b": 100})
+    assert w[:60] == pytest.approx(0.9 / 0.6) and w[60:100] == pytest.approx(0.1 / 0.4)
+    assert np.isnan(w[100:]).all()  # unlabelled rows are in no pooled slice
+    assert post_stratified_weights(labels, None) is None
+    assert post_stratified_weights(labels, {"a": 900}) is None  # no count for b: nothing to weight by
+
+
+def test_summarize_weights_a_slice_like_aggregate():
+    x = np.random.default_rng(5).normal(size=50)
+    w = np.where(np.arange(50) < 10, 4.0, 0.5)
+    table = {"lift": x, "correct": (x > 0).astype(float)}
+    out = summarize(table, metrics=["lift", "correct"], slices={"overall": np.ones(50, bool)}, weights={"overall": w})
+    mean = aggregate(x, "mean", weights=w)
+    assert (out["overall"]["lift"]["mean"]["value"], out["overall"]["lift"]["mean"]["lo"]) == (mean.value, mean.lo)
+    assert out["overall"]["correct"]["rate"]["value"] == aggregate(table["correct"], "rate", weights=w).value

@@ -98,7 +98,7 @@ def test_metrics_every_aggregate_per_slice(gate):
         1 for per_metric in summary.values() for per_agg in per_metric.values() for stat in per_agg.values()
         if stat.get("value") is not None and np.isfinite(stat["value"])
     )
-    assert sum(1 for k in metrics if "/" in k and not k.endswith(("_lo", "_hi"))
+    assert sum(1 for k in metrics if "/" in k and not k.endswith(("_lo", "_hi", "_level"))
                and not k.startswith(("gate/", "n_samples/", "sanity/", "discovery/"))) == expected
     # the sanity cascade per stage and the count of flagged clusters are curves of their own
     stages = gate["verdict"].probes["sanity"]["stages"]

@@ -317,7 +317,8 @@ def _data_facts(dataset, samples) -> dict:
     count = _class_counts
     return {"format": dataset.format, "source": dataset.source, "class_names": list(dataset.class_names),
             "n_images": dataset.n_images, "n_no_box": dataset.n_no_box, "n_read": len(dataset.samples),
-            "n_skipped_read": _skipped_before_selection(dataset), "issues": [i.to_dict() for i in dataset.issues],
+            "n_skipped_read": _skipped_before_selection(dataset), "n_out_of_scope": _out_of_scope(dataset),
+            "issues": [i.to_dict() for i in dataset.issues],
             "available": count(s.class_name for s in dataset.samples), "selected": count(s.class_name for s in samples)}
 
 
@@ -341,6 +342,8 @@ def _judge(verdict: Verdict, policy_obj, context: dict, run, baseline_run, opts:
         "n_explained": run.n_rows,
         "n_images": facts["n_images"],
         "n_no_box": facts["n_no_box"],
+        # records of classes outside --classes: not audited and not skipped (shards of older versions lack it)
+        "n_out_of_scope": facts.get("n_out_of_scope", 0),
         "n_large_box": int(np.sum(run.table["area"] > policy_obj.sample.max_box_area)),
         "n_dead": int(np.nansum(run.table["dead"])),
         "issue_counts": _issue_counts(issues),
@@ -365,6 +368,7 @@ def _judge(verdict: Verdict, policy_obj, context: dict, run, baseline_run, opts:
         "n_skipped_read": facts["n_skipped_read"],
         "n_selected": context["n_samples"],
         "n_skipped_selected": context["n_samples"] - run.n_rows,
+        "n_out_of_scope": facts.get("n_out_of_scope", 0),
         # no box anywhere in the audited rows: checks that need boxes are not judged, the box-free ones judge
         "n_with_box": int(np.sum(np.isfinite(run.table["area"]))),
         "available_per_class": {k: v["available"] for k, v in per_class.items()},
@@ -373,7 +377,8 @@ def _judge(verdict: Verdict, policy_obj, context: dict, run, baseline_run, opts:
         policy_obj, run.table, data_summary=data_summary, baseline_table=baseline_table, today=today, seed=seed
     )
     verdict.checks = [r.to_dict() for r in results]
-    verdict.summary = _summarize(run.table, facts["class_names"], policy_obj, seed)
+    verdict.summary = _summarize(run.table, facts["class_names"], policy_obj, seed, facts["available"])
+    _show_judged_intervals(verdict.summary, verdict.checks)
     timer.add("stats", since)
     verdict.status = gate_status(results)
     verdict.exit_code = _exit_code(verdict.status, opts.fail_on)
@@ -465,6 +470,13 @@ def _skipped_before_selection(dataset) -> int:
     return sum(1 for issue in dataset.issues if issue.action == "skipped_sample")
 
 
+def _out_of_scope(dataset) -> int:
+    # Records whose every class lies outside --classes: an audit of a subset, not unreadable data.
+    from validator.data.records import OUT_OF_SCOPE
+
+    return sum(1 for issue in dataset.issues if issue.action == OUT_OF_SCOPE)
+
+
 def _issue_counts(issues: list[dict]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for issue in issues:
@@ -486,9 +498,11 @@ def _explainer_settings(policy_obj, opts: AuditOptions) -> dict:
     }
 
 
-def _summarize(table, class_names, policy_obj, seed) -> dict:
+def _summarize(table, class_names, policy_obj, seed, available=None) -> dict:
+    """Every metric's aggregates per slice. The slices that pool classes (overall, box area) are
+    post-stratified to the data's class counts ``available``, as the checks' overall slice is."""
     from validator.metrics import METRICS
-    from validator.stats import resamples_for, summarize
+    from validator.stats import post_stratified_weights, resamples_for, summarize
 
     names = np.asarray(table["class_name"], dtype=object)
     labelled = np.not_equal(names, None).astype(bool)
@@ -511,8 +525,25 @@ def _summarize(table, class_names, policy_obj, seed) -> dict:
         else:
             masked[key] = values
     metrics = [m for m in METRICS if m in table and m != "area"] + [k for k in table if k.startswith("region_")]
+    weights = post_stratified_weights(names, available)
+    pooled = {} if weights is None else {k: weights for k in slices if not k.startswith("class=")}
     # the same resamples and seed as the checks: an interval shown is the interval a check judged
-    return summarize(masked, metrics=metrics, slices=slices, seed=seed, n_resamples=resamples_for(0.95))
+    return summarize(masked, metrics=metrics, slices=slices, seed=seed, n_resamples=resamples_for(0.95),
+                     weights=pooled)
+
+
+def _show_judged_intervals(summary: dict, checks: list[dict]) -> None:
+    """Put the interval a class-slice check judged, with its level, in place of the summary's 95% one.
+
+    Class slices are judged at a Bonferroni-adjusted level (validator.policy.evaluate.slice_confidence);
+    showing the 95% interval beside them would show an interval nothing judged. Where checks judge the same
+    class aggregate at different levels, the widest (highest level) is shown; each check's own interval is
+    in its row of the checks table."""
+    for c in checks:
+        entry = (summary.get(c["slice"]) or {}).get(c["metric"], {}).get(c["aggregate"])
+        if entry is None or not c["slice"].startswith("class=") or c["confidence"] <= entry.get("confidence", 0.95):
+            continue
+        entry.update(value=c["observed"], lo=c["lo"], hi=c["hi"], n=c["n"], confidence=c["confidence"])
 
 
 __all__ = ["audit", "AuditOptions", "Verdict", "PASS", "WARN", "FAIL", "ERROR"]

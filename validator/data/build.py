@@ -11,7 +11,7 @@ from pathlib import Path
 
 from validator.data.boxes import box_problem, clip_box, format_box
 from validator.data.classes import ClassMap
-from validator.data.records import Box, DataIssue, Dataset, Sample
+from validator.data.records import OUT_OF_SCOPE, Box, DataIssue, Dataset, Sample
 from validator.errors import DataError
 
 
@@ -94,8 +94,13 @@ def _image_samples(image: RawImage, class_map: ClassMap, issues: list[DataIssue]
     if not image.boxes:
         return _no_box_samples(image, class_map, issues)
     groups: dict[int, _ClassGroup] = {}
+    n_out_of_scope = 0
     for raw in image.boxes:
         resolved = class_map.resolve(raw.label)
+        if isinstance(resolved, str) and class_map.out_of_scope(raw.label):
+            n_out_of_scope += 1
+            issues.append(_box_issue(image, raw, _outside(raw.label), "out_of_scope_box"))
+            continue
         if isinstance(resolved, str):
             issues.append(_box_issue(image, raw, raw.problem or resolved, "skipped_box"))
             continue
@@ -121,14 +126,19 @@ def _image_samples(image: RawImage, class_map: ClassMap, issues: list[DataIssue]
             )
             continue
         samples.append(_sample(image, group.class_id, group.class_name, group.boxes, group.ann_ids))
-    if not groups:
+    if not groups and n_out_of_scope == len(image.boxes):
+        # a subset audit: the image shows only classes the model does not cover; nothing is broken
+        issues.append(DataIssue(str(image.path), None, "every box is of a class outside --classes", OUT_OF_SCOPE))
+    elif not groups:
         issues.append(
             DataIssue(str(image.path), None, "no box of a known class on this image", "skipped_sample")
         )
     box_classes = {g.class_name for g in groups.values()}
     for label in dict.fromkeys(image.labels):
         resolved = class_map.resolve(label)
-        if isinstance(resolved, str) or resolved[1] not in box_classes:
+        if class_map.out_of_scope(label):
+            issues.append(DataIssue(str(image.path), None, _outside(label), OUT_OF_SCOPE))
+        elif isinstance(resolved, str) or resolved[1] not in box_classes:
             # A box-less label on an image with boxes has no region to score: it is not a no-box image.
             issues.append(
                 DataIssue(
@@ -148,10 +158,12 @@ def _no_box_samples(image: RawImage, class_map: ClassMap, issues: list[DataIssue
     samples = []
     for label in labels:
         resolved = class_map.resolve(label)
-        if isinstance(resolved, str):
+        if class_map.out_of_scope(label):
+            issues.append(DataIssue(str(image.path), None, _outside(label), OUT_OF_SCOPE))
+        elif isinstance(resolved, str):
             issues.append(DataIssue(str(image.path), None, resolved, "skipped_sample"))
-            continue
-        samples.append(_sample(image, resolved[0], resolved[1], [], []))
+        else:
+            samples.append(_sample(image, resolved[0], resolved[1], [], []))
     return samples
 
 
@@ -174,6 +186,10 @@ def _checked_box(image: RawImage, raw: RawBox, issues: list[DataIssue]) -> Box |
         reason = f"box {format_box(box)} clipped to {format_box(clipped)} ({width}x{height} image)"
         issues.append(_box_issue(image, raw, reason, "clipped_box"))
     return clipped
+
+
+def _outside(label: str) -> str:
+    return f"class '{str(label).strip()}' is outside --classes (not audited)"
 
 
 def _box_issue(image: RawImage, raw: RawBox, reason: str, action: str) -> DataIssue:

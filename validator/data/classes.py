@@ -15,14 +15,25 @@ from validator.errors import DataError
 class ClassMap:
     """Names in model output order; resolves a label (a name, or an integer index if allowed) to an index."""
 
-    def __init__(self, names: Sequence[str], *, allow_indices: bool = False) -> None:
+    def __init__(self, names: Sequence[str], *, allow_indices: bool = False, scoped: bool = False) -> None:
+        """``scoped``: the names are a class list given by the user (``--classes``), so a label outside it
+        is a class the audit does not cover, not a broken annotation (see :meth:`out_of_scope`)."""
         names = [str(n) for n in names]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise DataError(f"class list has duplicate names: {duplicates}")
         self.names = names
         self.allow_indices = allow_indices
+        self.scoped = scoped
         self._index = {name: i for i, name in enumerate(names)}
+
+    def out_of_scope(self, label: str) -> bool:
+        """True when ``label`` names a class outside the user's class list (an index label out of range is
+        a broken annotation instead: it claims to be one of the model's outputs)."""
+        label = str(label).strip()
+        if not self.scoped or label in self._index:
+            return False
+        return not (self.allow_indices and _is_index(label))
 
     def resolve(self, label: str) -> tuple[int, str] | str:
         """(class_id, class_name) for ``label``, or the reason it cannot be mapped."""

@@ -32,7 +32,7 @@ def read_coco(
         _require(cat, ("id", "name"), path, f"categories[{i}]")
         categories[cat["id"]] = str(cat["name"])
     default_names = [categories[cid] for cid in sorted(categories)]
-    class_map = ClassMap(classes if classes is not None else default_names)
+    class_map = ClassMap(classes if classes is not None else default_names, scoped=classes is not None)
 
     images: dict[object, RawImage] = {}
     seen_names: set[str] = set()

@@ -49,7 +49,7 @@ def read_csv(
         raise DataError(f"{path} is not a readable CSV file: {exc}") from exc
 
     if classes is not None:
-        class_map, by_index = ClassMap(classes, allow_indices=True), False
+        class_map, by_index = ClassMap(classes, allow_indices=True, scoped=True), False
     elif all_indices(labels_seen):
         n_classes = max(int(label) for label in labels_seen) + 1
         class_map, by_index = ClassMap([str(i) for i in range(n_classes)], allow_indices=True), True

@@ -10,8 +10,12 @@ from dataclasses import asdict, dataclass
 
 Box = tuple[float, float, float, float]
 
-#: The actions a DataIssue may record.
-ISSUE_ACTIONS = ("skipped_sample", "skipped_box", "clipped_box", "converted_image")
+#: The actions a DataIssue may record. ``out_of_scope`` (a record whose every annotation is of a class
+#: outside ``--classes``) and ``out_of_scope_box`` are not problems with the data: the audit covers a subset
+#: of its classes (a model trained on some of COCO's), so they are never counted as skipped.
+ISSUE_ACTIONS = ("skipped_sample", "skipped_box", "clipped_box", "converted_image", "out_of_scope",
+                 "out_of_scope_box")
+OUT_OF_SCOPE = "out_of_scope"
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ def read_voc(
 
     images = [_read_xml(xml_file, image_root) for xml_file in xml_files]
     names = sorted({box.label for image in images for box in image.boxes})
-    class_map = ClassMap(classes if classes is not None else names)
+    class_map = ClassMap(classes if classes is not None else names, scoped=classes is not None)
     return images, class_map, []
 
 

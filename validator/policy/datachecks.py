@@ -122,6 +122,9 @@ def _skipped_result(data_summary: Mapping, n_rows: int, max_fraction: float) -> 
                   f" selected not decodable")
     else:
         counts = f"{n_skipped} of {n_records} records"
+    out_of_scope = int(data_summary.get("n_out_of_scope", 0))
+    if out_of_scope:  # said, so that a reader does not look for them among the skipped
+        counts += f"; {out_of_scope} records of classes outside --classes not audited, not counted"
     message = f"{lead}: {text} ({counts}, overall)"
     return CheckResult(
         check_id="data.skipped", slice="overall", metric="skipped_fraction", aggregate="rate",

@@ -18,7 +18,7 @@ from validator.policy.result import FAIL, INCONCLUSIVE, NOT_JUDGED, PASS, SKIPPE
 from validator.policy.schema import metric_infos
 from validator.policy.waivers import apply_waivers
 from validator.policy.wording import bounded_quantity, change_words, fmt, interval, level
-from validator.stats import Estimate, aggregate, paired_change, resamples_for
+from validator.stats import Estimate, aggregate, paired_change, post_stratified_weights, resamples_for
 
 _SEVERITY_OUTCOME = {"fail": FAIL, "warn": WARN, "not_judged": NOT_JUDGED, "inconclusive": INCONCLUSIVE}
 _RANK = {SKIPPED: 0, NOT_JUDGED: 0, PASS: 1, WARN: 2, INCONCLUSIVE: 3, FAIL: 4}
@@ -46,6 +46,7 @@ def evaluate(policy: Policy, table: Mapping[str, np.ndarray], *, data_summary: M
     # one pass over the class column per table; every slice mask below is a vectorised comparison
     labels = np.asarray(classes, dtype=object)
     results = data_checks(policy, classes, data_summary)
+    available = data_summary.get("available_per_class")  # the overall slice is weighted to the data's classes
     no_boxes = data_summary.get("n_with_box") == 0
     for check in policy.checks:
         info = infos[check.metric]
@@ -56,7 +57,7 @@ def evaluate(policy: Policy, table: Mapping[str, np.ndarray], *, data_summary: M
         class_slices = [c for c in slices if c is not None]
         for class_name in slices:
             confidence = slice_confidence(policy, len(class_slices), class_name is not None)
-            new = _estimate(check, info, policy, table, labels, class_name, seed, confidence)
+            new = _estimate(check, info, policy, table, labels, class_name, seed, confidence, available)
             base = None
             if check.change and baseline_table is not None:
                 base = _paired_change(check, info, policy, table, baseline_table, labels, class_name, seed,
@@ -136,11 +137,17 @@ def _slice_label(class_name: str | None) -> str:
 
 def _estimate(check: Check, info: MetricInfo, policy: Policy, table: Mapping[str, np.ndarray],
               labels: np.ndarray, class_name: str | None, seed: int,
-              confidence: float = FAMILY_CONFIDENCE) -> Estimate:
-    """The check's aggregate over the slice's usable rows (NaN values are dropped by aggregate)."""
-    values = np.asarray(_column(check, table), dtype=float)[_check_rows(info, policy, table, labels, class_name)]
+              confidence: float = FAMILY_CONFIDENCE, available: Mapping[str, int] | None = None) -> Estimate:
+    """The check's aggregate over the slice's usable rows (NaN values are dropped by aggregate).
+
+    The overall slice is post-stratified: each row weighted by its class's share of the data
+    (``available``: {class: records in the data}) over its share of the rows, so the stratified sample's
+    topped-up small classes do not move the estimate. A class slice needs no weights (they are constant)."""
+    rows = _check_rows(info, policy, table, labels, class_name)
+    values = np.asarray(_column(check, table), dtype=float)[rows]
+    weights = post_stratified_weights(labels, available) if class_name is None else None
     return aggregate(values, check.aggregate, threshold=check.threshold, seed=seed, confidence=confidence,
-                     n_resamples=resamples_for(confidence))
+                     n_resamples=resamples_for(confidence), weights=None if weights is None else weights[rows])
 
 
 def _column(check: Check, table: Mapping[str, np.ndarray], which: str = "per-sample table") -> np.ndarray:

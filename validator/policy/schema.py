@@ -287,11 +287,14 @@ def _check(raw: object, path: str, source: Source, classes, sample: SampleSpec,
     )
 
 
+_SMALL_RANK = {"not_judged": 0, "warn": 1, "inconclusive": 2, "fail": 3}
+
+
 def _small(on_small_class: str, severity: str) -> str:
-    """A class too small to judge: not judged, or at most as severe as the check (a warn check never fails)."""
-    if on_small_class == "not_judged":
-        return "not_judged"
-    return "warn" if "warn" in (on_small_class, severity) else "fail"
+    """A class too small to judge: not judged, or at most as severe as the check. ``on_small_class: fail``
+    asks for the check's own outcome (a warn check warns, an inconclusive one is inconclusive), never for
+    more; ``warn`` caps it at WARN."""
+    return min(on_small_class, severity, key=_SMALL_RANK.__getitem__)
 
 
 def _threshold(f: Fields, metric: str, info: MetricInfo, aggregate: str) -> float | None:

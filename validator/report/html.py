@@ -6,7 +6,7 @@ import base64
 from html import escape
 from pathlib import Path
 
-from validator.report.markdown import fmt
+from validator.report.markdown import ci_level, fmt
 
 COLOURS = {"PASS": "#1a7f37", "WARN": "#9a6700", "FAIL": "#cf222e", "ERROR": "#8250df", "SKIPPED": "#57606a", "NOT_JUDGED": "#57606a", "INCONCLUSIVE": "#8250df"}
 CLASS_COLUMNS = (
@@ -79,6 +79,8 @@ def _context(data: dict) -> str:
         ("Policy", f"{policy.get('name')} v{policy.get('version')} (hash {policy.get('hash')})" if policy else None),
         ("Explainer", f"{explainer.get('method')} on layer {explainer.get('layer')}" if explainer else None),
         ("Samples", f"{sample.get('n_explained')} explained of {sample.get('n_selected')} selected" if sample else None),
+        ("Out of scope", f"{sample['n_out_of_scope']} record(s) of classes outside --classes (not audited, not "
+                         f"skipped)" if sample.get("n_out_of_scope") else None),
         ("Exit code", data.get("exit_code")),
     ]
     return "<table>" + "".join(f"<tr><th>{k}</th><td>{escape(str(v))}</td></tr>" for k, v in rows if v is not None) + "</table>"
@@ -94,11 +96,15 @@ def _class_table(data: dict) -> str:
         cells = []
         for metric, how, _ in CLASS_COLUMNS:
             est = (metrics.get(metric) or {}).get(how) or {}
-            interval = f" [{fmt(est.get('lo'))}, {fmt(est.get('hi'))}]" if est.get("lo") is not None else ""
+            # a class aggregate a check judged carries the judged (Bonferroni) level; the rest are 95%
+            level = f" {ci_level(est['confidence'])}" if est.get("confidence") else ""
+            interval = f"{level} [{fmt(est.get('lo'))}, {fmt(est.get('hi'))}]" if est.get("lo") is not None else ""
             cells.append(f"<td>{fmt(est.get('value'))}{interval}</td>")
         n = ((metrics.get("correct") or {}).get("rate") or {}).get("n")
         rows.append(f"<tr><td>{escape(slice_name)}</td><td>{fmt(n)}</td>{''.join(cells)}</tr>")
-    return f"<h2>Per slice (overall, class, box area)</h2><table id='classes'><tr><th>slice</th><th>n</th>{head}</tr>{''.join(rows)}</table>"
+    return f"<h2>Per slice (overall, class, box area)</h2><p>Intervals are 95% unless a level is shown (the " \
+           f"level a class check judged). Overall and box-area slices are weighted to the data's class counts.</p>" \
+           f"<table id='classes'><tr><th>slice</th><th>n</th>{head}</tr>{''.join(rows)}</table>"
 
 
 def _checks_table(data: dict) -> str:

@@ -15,6 +15,11 @@ def fmt(value, digits: int = 3) -> str:
     return str(value)
 
 
+def ci_level(confidence: float | None) -> str:
+    """'95% CI', '99.5% CI': the level of the interval shown (class slices are judged above 95%)."""
+    return f"{(confidence or 0.95) * 100:.4g}% CI"
+
+
 def render_markdown(data: dict) -> str:
     status = data["status"]
     lines = [f"## {ICONS.get(status, '')} camgate: **{status}** — {data.get('model_name') or data['model']}", ""]
@@ -33,6 +38,9 @@ def render_markdown(data: dict) -> str:
             f"({sample.get('n_no_box', 0)} without box, {sample.get('n_large_box', 0)} with box area above the cut-off, "
             f"{sample.get('n_dead', 0)} dead maps)"
         )
+        if sample.get("n_out_of_scope"):
+            lines.append(f"Out of scope: {sample['n_out_of_scope']} record(s) whose classes are all outside "
+                         f"--classes (not audited; not counted as skipped)")
     small = sample.get("not_judged_classes") or []
     if small:
         per_class = sample.get("per_class") or {}
@@ -50,9 +58,7 @@ def render_markdown(data: dict) -> str:
                 part for part in (f"≥ {fmt(c.get('min'))}" if c.get("min") is not None else "",
                                   f"≤ {fmt(c.get('max'))}" if c.get("max") is not None else "") if part
             ) or "change vs baseline"
-            confidence = c.get("confidence") or 0.95
-            level = "" if abs(confidence - 0.95) < 1e-12 else f" at {confidence * 100:.4g}%"
-            interval = f"[{fmt(c.get('lo'))}, {fmt(c.get('hi'))}]{level}"
+            interval = f"{ci_level(c.get('confidence'))} [{fmt(c.get('lo'))}, {fmt(c.get('hi'))}]"
             lines.append(
                 f"| {ICONS.get(c['outcome'], '')} {c['outcome']} | `{c['check_id']}` ({c['metric']} {c.get('aggregate', '')}) "
                 f"| {c['slice']} | {fmt(c.get('observed'))} | {interval} | {fmt(c.get('compared'))} | {threshold} | {c.get('n')} |"

@@ -5,7 +5,8 @@ What a gate run holds (see docs/mlflow.md):
 - params ``camgate.*``: model, method, layer, preprocess, policy name/version/hash, sample size, seed, ...
 - metrics: every aggregate of ``verdict.summary`` as ``<metric>_<aggregate>/<slice>`` with its 95% interval
   as ``<metric>_<aggregate>/<slice>_lo`` and ``..._hi`` (slices ``overall`` and ``class_<name>``: MLflow
-  metric names cannot contain ``=``), ``n_samples/<slice>``, and ``gate/ok``, ``gate/status_code``, ...
+  metric names cannot contain ``=``; a class aggregate a check judged holds the judged interval and its level
+  as ``..._level``), ``n_samples/<slice>``, and ``gate/ok``, ``gate/status_code``, ...
 - tags ``camgate.status``, ``camgate.policy``, ``camgate.version``, ... and the run description (the
   Markdown summary);
 - artifacts ``camgate/verdict.json`` and ``camgate/policy.yaml`` (``log_dict``), ``camgate/samples.json``

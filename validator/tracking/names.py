@@ -1,7 +1,8 @@
 """How the gate's numbers are named in MLflow: metric names per aggregate and slice, image keys, and the flat
 ``{name: value}`` of a verdict that the record, the Keras callback and the evaluator all log.
 
-``lift``, ``mean``, ``class=tank`` -> ``lift_mean/class_tank`` (with ``_lo`` / ``_hi`` for the 95% interval):
+``lift``, ``mean``, ``class=tank`` -> ``lift_mean/class_tank`` (with ``_lo`` / ``_hi`` for the 95% interval, or
+for the interval a class check judged, whose level is then logged as ``_level``, e.g. 0.975):
 the MLflow UI groups charts by the part before ``/``, and metric names cannot contain ``=``. Pure: no MLflow.
 """
 
@@ -41,7 +42,8 @@ def summary_metrics(verdict) -> dict[str, float]:
             for aggregate, stat in per_agg.items():
                 if not isinstance(stat, dict):
                     continue
-                for bound, key in ((None, "value"), ("lo", "lo"), ("hi", "hi")):
+                # "level": the interval's confidence where a class check judged it above 95%
+                for bound, key in ((None, "value"), ("lo", "lo"), ("hi", "hi"), ("level", "confidence")):
                     value = finite(stat.get(key))
                     if value is not None:
                         out[metric_name(metric, aggregate, slice_name, bound)] = value
