@@ -227,9 +227,21 @@ def check_policy(policy_file):
     policy = load_policy(policy_file)
     click.echo(f"{policy_file}: OK — policy '{policy.name}' v{policy.version}, hash {policy.content_hash}")
     for check in policy.checks:
-        bounds = " ".join(x for x in (f"min {check.min}" if check.min is not None else "",
-                                      f"max {check.max}" if check.max is not None else "") if x)
-        click.echo(f"  {check.id}: {check.bound} {check.aggregate} of {check.metric} {bounds} [{check.severity}]")
+        click.echo(f"  {check.id}: {_describe_check(check)}")
+
+
+def _describe_check(check) -> str:
+    """Every field that decides a check's outcome, so the listing is the rule the gate applies."""
+    rule = f"{check.aggregate} of {check.metric}"
+    if check.threshold is not None:
+        rule += f" >= {check.threshold}"  # a rate: the share of samples at or above the threshold
+    parts = [rule, "point estimate" if check.bound == "point" else f"{check.bound} bound"]
+    parts += [f"{name} {value}" for name, value in (("min", check.min), ("max", check.max)) if value is not None]
+    if check.change:
+        parts += [f"change {kind} {value} vs the baseline" for kind, value in check.change.items()]
+    slices = check.slices if isinstance(check.slices, str) else "[" + ", ".join(check.slices) + "]"
+    parts.append(f"slices {slices}")
+    return ", ".join(parts) + f" [{check.severity}]"
 
 
 @main.command()
