@@ -6,6 +6,8 @@ there; a shard folder or a data folder given as --out would lose the very file t
 
 from __future__ import annotations
 
+import shutil
+
 from cli_helpers import run_cli
 
 from validator.gate import audit
@@ -17,8 +19,10 @@ POLICY = ("name: tiny\nversion: 1\nsample: {min_samples: 10, min_per_class: 5}\n
 def test_merge_into_a_shard_folder_is_refused_and_the_shard_survives(tmp_path, capsys, small_set, untrained_model):
     policy = tmp_path / "tiny.yaml"
     policy.write_text(POLICY)
+    shutil.copytree(small_set.root, tmp_path / "data")
+    coco = tmp_path / "data" / small_set.coco_path.relative_to(small_set.root)
     shard_dir = tmp_path / "shard1"
-    v = audit(str(untrained_model), str(small_set.coco_path), policy=str(policy), out=shard_dir, shard="1/1")
+    v = audit(str(untrained_model), str(coco), policy=str(policy), out=shard_dir, shard="1/1")
     assert v.status == "PARTIAL", v.error
     shard = shard_dir / "shard.npz"
     before = shard.read_bytes()
@@ -28,6 +32,10 @@ def test_merge_into_a_shard_folder_is_refused_and_the_shard_survives(tmp_path, c
         assert "--out" in result.err and str(shard.resolve()) in result.err
         assert "no report written" in result.out
         assert shard.read_bytes() == before
+    # the merge re-reads the model and data the shards recorded (its overlays): their folders are inputs too
+    into_data = run_cli(capsys, "merge", shard_dir, "--out", coco.parent, "--no-mlflow")
+    assert into_data.exit_code == 2 and "the data the shards recorded" in into_data.err, into_data.err
+    assert not (coco.parent / "verdict.json").exists()
     # the folder it came from is still the shard's: nothing of the refused merge was written there
     assert (shard_dir / "NOT_BLESSED").read_text().strip() == "PARTIAL"
     merged = run_cli(capsys, "merge", shard_dir, "--out", tmp_path / "merged", "--no-mlflow")
