@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 from cli_helpers import run_cli
 
 from validator.gate import audit
@@ -65,3 +66,19 @@ def test_audit_into_the_data_folder_keeps_a_manifest_named_like_an_output(tmp_pa
     beside_model = audit(str(untrained_model), str(manifest), policy=str(policy), out=untrained_model.parent)
     assert beside_model.exit_code == 2 and "the model" in beside_model.error
     assert beside_model.outputs == {} and manifest.read_bytes() == before
+
+
+def test_what_counts_as_holding_an_input(tmp_path):
+    """A file beside the reports or the folder itself is refused; a sub-folder is safe unless it is overlays/."""
+    from validator.errors import UsageError
+    from validator.report.files import refuse_inputs_in
+
+    (tmp_path / "images" / "a").mkdir(parents=True)
+    (tmp_path / "overlays").mkdir()
+    (tmp_path / "ann.json").write_text("{}")
+    refuse_inputs_in(tmp_path, [("the --images folder", tmp_path / "images"), ("the model", "models:/m@champion"),
+                                ("an in-memory model", object()), ("nothing", None)])
+    for what, path in (("the --data annotations", tmp_path / "ann.json"), ("the --images folder", tmp_path),
+                       ("the --images folder", tmp_path / "overlays")):
+        with pytest.raises(UsageError, match=f"--out {tmp_path} holds {what}"):
+            refuse_inputs_in(tmp_path, [(what, path)])

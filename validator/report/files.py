@@ -39,8 +39,9 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 
 def refuse_inputs_in(out: Path, inputs) -> None:
-    """UsageError when ``out`` is, or directly holds, one of ``inputs`` (``(what, path)`` pairs; paths that are
-    not local files or folders, such as ``models:/`` URIs or in-memory models, are skipped).
+    """UsageError when ``out`` is an input folder or directly holds an input file (``inputs``: ``(what, path)``
+    pairs; paths that are not local files or folders, such as ``models:/`` URIs or in-memory models, are
+    skipped), or when an input lies under ``out/overlays``.
 
     Checked before anything is cleared: the gate clears its own file names in ``out`` and writes its reports
     there, so a folder shared with an input (a shard folder, the data folder) could lose or overwrite it."""
@@ -50,7 +51,9 @@ def refuse_inputs_in(out: Path, inputs) -> None:
         if not isinstance(path, str | os.PathLike) or not os.path.exists(path):
             continue
         path = Path(path).resolve()
-        if path in (folder, overlays) or path.parent == folder or overlays in path.parents:
+        # a file beside the reports, or the folder itself; a sub-folder is safe unless it is overlays/
+        beside = path.parent == folder and not path.is_dir()
+        if path in (folder, overlays) or beside or overlays in path.parents:
             raise UsageError(f"--out {out} holds {what} {path}: the gate clears its earlier outputs in --out "
                              "and writes its reports there, so it may not share a folder with an input; "
                              "choose another --out")
