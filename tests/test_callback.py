@@ -17,6 +17,11 @@ FAIL_POLICY = POLICY.replace("callback-pass", "callback-strict") + (
     "  - {id: impossible-heat, metric: lift, aggregate: mean, bound: lower, min: 1000, severity: fail}\n"
 )
 
+# Decided by the weights audited: an untrained 2-class model is at chance, the trained clean control is not.
+ACCURACY_POLICY = POLICY.replace("callback-pass", "callback-accuracy") + (
+    "  - {id: accuracy, metric: correct, aggregate: rate, bound: point, min: 0.8, severity: fail}\n"
+)
+
 
 pytestmark = pytest.mark.usefixtures("isolated_cwd")
 
@@ -29,6 +34,7 @@ def training(tmp_path_factory):
     arrays = make_arrays(32, seed=7)
     (root / "pass.yaml").write_text(POLICY)
     (root / "fail.yaml").write_text(FAIL_POLICY)
+    (root / "accuracy.yaml").write_text(ACCURACY_POLICY)
     return {"root": root, "x": arrays.images.astype("float32"), "y": arrays.labels,
             "heldout": write_dataset(root / "heldout", 24, seed=8).coco_path,
             "uri": f"sqlite:///{root / 'mlflow.db'}"}
@@ -104,3 +110,30 @@ def test_no_tracking_audits_the_in_memory_model(training):
     _model().fit(training["x"], training["y"], epochs=1, batch_size=16, verbose=0, callbacks=[gate])
     assert gate.verdict.status == "PASS" and gate.verdict.tracking == {}
     assert gate.verdict.model == "small_cnn" and len(gate.history) == 1
+
+
+def test_each_audit_judges_the_weights_the_model_has_then(training, clean_model):
+    """Epoch 0 audits freshly initialised weights (accuracy FAIL); the last epoch ends with the trained clean
+    control's weights (PASS). A callback that audited a copy taken before training, or an explainer that kept
+    the first weights it saw, would judge both audits alike."""
+    from validator._tf import keras
+    from validator.model import load_model
+
+    trained = load_model(clean_model.path).model
+    keras.utils.set_random_seed(0)
+    model = keras.models.clone_model(trained)  # the same layers, freshly initialised
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0), loss="sparse_categorical_crossentropy")
+
+    class Learn(keras.callbacks.Callback):
+        """fit itself changes nothing (learning rate 0); the last epoch ends with the trained weights."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == self.params["epochs"] - 1:
+                self.model.set_weights(trained.get_weights())
+
+    gate = CamGateCallback(data=training["heldout"], policy=training["root"] / "accuracy.yaml", every_n_epochs=1,
+                           tracking=None, out=training["root"] / "learned")
+    model.fit(training["x"], training["y"], epochs=2, batch_size=16, verbose=0, callbacks=[Learn(), gate])
+    assert [(h["epoch"], h["status"]) for h in gate.history] == [(0, "FAIL"), (1, "PASS")]
+    (accuracy,) = [c for c in gate.verdict.checks if c["check_id"] == "accuracy"]
+    assert accuracy["outcome"] == "PASS" and accuracy["observed"] >= 0.8

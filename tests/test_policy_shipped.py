@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from validator.errors import PolicyError
 from validator.policy import (
@@ -61,20 +62,45 @@ def test_example_shows_every_option():
     assert {next(iter(c.change)) for c in policy.checks if c.change} == {"absolute", "relative"}
 
 
+def _is_faithfulness(check) -> bool:
+    return "faithfulness" in check.metric or check.id.startswith("faithfulness")
+
+
+# The shipped policies' faithfulness checks, read from the files: the table carries whichever column they name.
+SHIPPED = {name: load_policy(builtin_policy_path(name)) for name in BUILTIN_POLICIES}
+FAITHFULNESS_CHECKS = [c for policy in SHIPPED.values() for c in policy.checks if _is_faithfulness(c)]
+
+
+def _faithfulness_value(metric: str, faithful: bool) -> float:
+    """A centre every shipped check on ``metric`` passes (faithful) or flags (not): 0.3 clear of each limit."""
+    checks = [c for c in FAITHFULNESS_CHECKS if c.metric == metric]
+    mins = [c.min for c in checks if c.min is not None]
+    maxes = [c.max for c in checks if c.max is not None]
+    assert not (mins and maxes), f"{metric}: no single value passes both a min and a max check here"
+    if mins:
+        return max(mins) + 0.3 if faithful else min(mins) - 0.3
+    return min(maxes) - 0.3 if faithful else max(maxes) + 0.3
+
+
 def _table(lift, corner, correct_share, n_per_class=100, relative=0.5, corner_lift=1.0, bg_correct=0.5,
-           gap=0.0, spearman=0.1):
+           gap=0.0, spearman=0.1, faithful=True):
     """Two classes; lift and corner heat spread evenly around the given centres; probe columns at the given
-    shares (background-only accuracy, BG-gap) and sanity / faithfulness on a 32-row sample."""
+    shares (background-only accuracy, BG-gap) and sanity / faithfulness on a 32-row sample (faithful: maps
+    the shipped faithfulness checks pass; not: maps they flag)."""
     n = 2 * n_per_class
     n_correct = round(correct_share * n)
     subset = np.full(n, np.nan)
-    subset[::n // 32][:32] = 1.0
+    rows = np.arange(0, n, n // 32)[:32]
+    subset[rows] = 1.0
+    spread = np.full(n, np.nan)
+    spread[rows] = np.linspace(-0.05, 0.05, len(rows))
     bg = np.array([1.0] * round(bg_correct * n) + [0.0] * (n - round(bg_correct * n)))
+    faithfulness = {c.metric: subset * _faithfulness_value(c.metric, faithful) + spread for c in FAITHFULNESS_CHECKS}
     return {
         "bg_only_skill": (bg - 0.5) / 0.5,
         "bg_gap": np.array([1.0] * round(gap * n) + [0.0] * (n - round(gap * n))),
         "sanity_spearman": subset * spearman,
-        "faithfulness_gap": subset * 0.4,
+        **faithfulness,
         "class_name": np.array(["circle"] * n_per_class + ["square"] * n_per_class, dtype=object),
         "area": np.full(n, 0.1),
         "lift": np.linspace(lift - 0.5, lift + 0.5, n),
@@ -91,10 +117,11 @@ def test_default_policy_passes_a_clean_model_and_fails_a_corner_shortcut():
     summary = {"n_records": 200, "n_skipped": 0}
     clean = evaluate(policy, _table(2.5, 0.03, 0.9), data_summary=summary, today=date(2026, 6, 1))
     assert gate_status(clean) == "PASS", [r.message for r in clean if r.outcome != "PASS"]
-    shortcut = evaluate(policy, _table(0.9, 0.5, 0.95, relative=-0.1, corner_lift=15.0, bg_correct=1.0, gap=0.95),
-                        data_summary=summary, today=date(2026, 6, 1))
+    shortcut = evaluate(policy, _table(0.9, 0.5, 0.95, relative=-0.1, corner_lift=15.0, bg_correct=1.0, gap=0.95,
+                                       faithful=False), data_summary=summary, today=date(2026, 6, 1))
     failed = {r.check_id for r in shortcut if r.outcome == "FAIL"}
     assert failed == {"object-heat", "object-heat-share", "corner-heat", "background-only", "background-swap"}
+    assert {r.check_id for r in shortcut if r.outcome == "WARN" and r.slice == "overall"} == {"faithfulness"}
     assert {r.slice for r in shortcut if r.check_id == "class-object-heat"} == {"class=circle", "class=square"}
 
 
@@ -107,3 +134,20 @@ def test_default_policy_calls_maps_that_ignore_the_weights_inconclusive():
     assert by_id["object-heat"] == by_id["corner-heat"] == "INCONCLUSIVE"
     assert by_id["accuracy"] == by_id["background-only"] == "PASS"  # they never read a map
     assert gate_status(results) == "INCONCLUSIVE"
+
+
+@pytest.mark.parametrize("name", [n for n, p in SHIPPED.items() if any(map(_is_faithfulness, p.checks))])
+def test_shipped_faithfulness_check_passes_faithful_maps_and_flags_unfaithful_ones(name):
+    """Each shipped policy's faithfulness check alone, both ways: a check that cannot flag (or cannot pass)
+    an explainer would make this fail."""
+    raw = yaml.safe_load(builtin_policy_path(name).read_text())
+    raw["checks"] = [c for c in raw["checks"] if "faithfulness" in c["metric"] or c["id"].startswith("faithfulness")]
+    policy = load_policy(raw)
+    summary = {"n_records": 200, "n_skipped": 0}
+    for faithful in (True, False):
+        results = evaluate(policy, _table(2.5, 0.03, 0.9, faithful=faithful), data_summary=summary,
+                           today=date(2026, 6, 1))
+        for check in policy.checks:
+            (result,) = [r for r in results if r.check_id == check.id]
+            flagged = {"warn": "WARN", "fail": "FAIL", "inconclusive": "INCONCLUSIVE"}[check.severity]
+            assert result.outcome == ("PASS" if faithful else flagged), (name, faithful, result.message)

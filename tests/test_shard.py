@@ -2,7 +2,8 @@
 
 The watermark control FAILs the default policy (probes, sanity cascade and discovery on), so every check,
 interval, table column, atlas and cluster is compared, on a held-out set with an unreadable image (a skipped
-sample shrinks its batch) and a baseline model (the change checks' table is sharded too).
+sample shrinks its batch) and a baseline model whose table is sharded too: the policy adds a change check
+(mean energy against the baseline's), so a change result is compared as well.
 """
 
 from __future__ import annotations
@@ -13,16 +14,22 @@ from datetime import date
 
 import numpy as np
 import pytest
+import yaml
 from cli_helpers import run_cli
 
 from validator.errors import DataError, UsageError
 from validator.gate import audit, merge
+from validator.policy import default_policy_path
 from validator.shard import Partial, ShardSpec, chunk_range
 
 TODAY = date(2026, 12, 3)
 BATCH = 8  # 45 readable of 46 samples: 6 chunks
 # what differs between two runs of the same audit: wall time, where files went, the shard bookkeeping
 VOLATILE = ("wall_seconds", "timings", "outputs", "tracking", "shards", "overlays")
+# judged only with the baseline's table: a shard that lost or mangled the baseline rows changes its result
+CHANGE_CHECK = {"id": "energy-change", "description": "In-box heat share fell against the baseline",
+                "metric": "energy", "aggregate": "mean", "bound": "lower", "change": {"absolute": -0.05},
+                "severity": "warn"}
 
 
 def comparable(verdict) -> dict:
@@ -54,7 +61,11 @@ def sharded(tmp_path_factory, watermark_model, clean_model, heldout_coco):
     coco = root / "data" / source.coco_path.relative_to(source.root)
     broken = root / "data" / source.image_paths[5].relative_to(source.root)
     broken.write_bytes(b"not an image")
-    common = {"today": TODAY, "batch_size": BATCH, "baseline": str(clean_model.path)}
+    policy = yaml.safe_load(default_policy_path().read_text())
+    policy["checks"].append(CHANGE_CHECK)
+    (root / "policy.yaml").write_text(yaml.safe_dump(policy, sort_keys=False))
+    common = {"today": TODAY, "batch_size": BATCH, "baseline": str(clean_model.path),
+              "policy": str(root / "policy.yaml")}
     single = audit(str(watermark_model.path), str(coco), out=root / "single", **common)
     assert single.status == "FAIL", single.error
     shards = {}
@@ -62,7 +73,12 @@ def sharded(tmp_path_factory, watermark_model, clean_model, heldout_coco):
         shards[i] = audit(str(watermark_model.path), str(coco), out=root / f"shard{i}", shard=f"{i}/3", **common)
         assert shards[i].status == "PARTIAL", shards[i].error
     return {"root": root, "coco": coco, "single": single, "shards": shards, "model": watermark_model,
-            "baseline": clean_model, "broken": broken}
+            "baseline": clean_model, "broken": broken, "common": common}
+
+
+def change_result(verdict) -> dict:
+    (result,) = [c for c in verdict.checks if c["check_id"] == CHANGE_CHECK["id"]]
+    return result
 
 
 def test_shard_spec_and_chunk_ranges_cover_every_chunk_once():
@@ -101,6 +117,9 @@ def test_merge_equals_single_process_bit_for_bit(sharded):
     for key in single.atlas:
         assert np.array_equal(merged.atlas[key], single.atlas[key])
     assert "corner-heat" in {c["check_id"] for c in merged.failed_checks}
+    change = change_result(merged)  # judged against the merged baseline rows, equal to the single run's
+    assert change["outcome"] != "SKIPPED" and np.isfinite(change["baseline"]), change
+    assert change == change_result(single)
     assert any("not an image" in i["reason"] or i["action"] == "skipped_sample" for i in merged.data_issues)
     assert merged.shards["overlays"] == "rendered" and len(merged.overlays) == len(single.overlays)
     assert (sharded["root"] / "merged" / "NOT_BLESSED").exists()
@@ -110,8 +129,7 @@ def test_more_shards_than_chunks_still_merge_exactly(sharded, tmp_path):
     dirs = []
     for i in range(1, 9):  # 6 chunks over 8 shards: two shards have no rows
         out = tmp_path / f"s{i}"
-        v = audit(str(sharded["model"].path), str(sharded["coco"]), out=out, shard=f"{i}/8", today=TODAY,
-                  batch_size=BATCH, baseline=str(sharded["baseline"].path))
+        v = audit(str(sharded["model"].path), str(sharded["coco"]), out=out, shard=f"{i}/8", **sharded["common"])
         assert v.status == "PARTIAL", v.error
         dirs.append(out)
     assert sorted(json.loads((d / "verdict.json").read_text())["shards"]["rows"] for d in dirs)[:2] == [0, 0]
@@ -127,13 +145,12 @@ def test_merge_refuses_missing_duplicate_and_foreign_shards(sharded, tmp_path):
         "duplicate": ([root / "shard1", root / "shard1", root / "shard2", root / "shard3"], "more than once"),
     }
     other = tmp_path / "other-seed"
-    v = audit(str(sharded["model"].path), str(sharded["coco"]), out=other, shard="2/3", today=TODAY,
-              batch_size=BATCH, seed=11, baseline=str(sharded["baseline"].path))
+    v = audit(str(sharded["model"].path), str(sharded["coco"]), out=other, shard="2/3", seed=11,
+              **sharded["common"])
     assert v.status == "PARTIAL", v.error
     cases["foreign"] = ([root / "shard1", other, root / "shard3"], "shard 2/3 was run with a different")
     half = tmp_path / "half"
-    v = audit(str(sharded["model"].path), str(sharded["coco"]), out=half, shard="1/2", today=TODAY,
-              batch_size=BATCH, baseline=str(sharded["baseline"].path))
+    v = audit(str(sharded["model"].path), str(sharded["coco"]), out=half, shard="1/2", **sharded["common"])
     cases["split"] = ([root / "shard1", half], "different splits")
     old = Partial.read(root / "shard2")
     old.meta["camgate"] = "0.0.1"

@@ -98,7 +98,8 @@ def tracking_options(f):
 def audit(model, data, data_format, images, policy, method, method_option, layer, preprocess, classes, max_samples, seed,
           batch_size, out, baseline, fail_on, trust_model, score_on, shard, backend, workers, gpus_per_worker, ray_address,
           tracking_uri, no_mlflow, experiment, run_name, parent_run_id, promote, quiet, verbose):
-    """Audit MODEL (.keras, .h5, SavedModel folder, or MLflow URI) on an annotated held-out set."""
+    """Audit MODEL (.keras, .h5, a folder holding a .keras file, an MLflow model folder or URI) on an annotated
+    held-out set. A TensorFlow SavedModel export is refused: it keeps no layer graph to explain."""
     _refuse_conflicts(no_mlflow=no_mlflow, tracking_uri=tracking_uri, promote=promote, quiet=quiet,
                       verbose=verbose)
     _refuse_shard_conflicts(shard=shard, backend=backend, tracking_uri=tracking_uri, promote=promote,
@@ -198,7 +199,8 @@ def _flag(name: str) -> str:
 
 
 def _print_verdict(verdict, quiet: bool, verbose: bool) -> None:
-    out = verdict.outputs.get("html", str(verdict.out_dir))
+    # no outputs: refused before anything was written (an --out that holds an input)
+    report = f"report: {verdict.outputs.get('html', verdict.out_dir)}" if verdict.outputs else "no report written"
     if verdict.error:
         _echo_err(f"camgate: ERROR: {verdict.error}")
         if verdict.traceback:
@@ -213,7 +215,7 @@ def _print_verdict(verdict, quiet: bool, verbose: bool) -> None:
         click.echo(f"camgate: shard {verdict.shards['index']}/{verdict.shards['count']}: {verdict.shards['rows']} "
                    f"rows in {verdict.shards['file']} (judge with `camgate merge`)")
     tracked = f"; MLflow run {verdict.tracking['run_id']}" if verdict.tracking.get("run_id") else ""
-    click.echo(f"camgate: {verdict.status} (exit {verdict.exit_code}) — report: {out}{tracked}")
+    click.echo(f"camgate: {verdict.status} (exit {verdict.exit_code}) — {report}{tracked}")
 
 
 @main.command("check-policy")
@@ -225,9 +227,21 @@ def check_policy(policy_file):
     policy = load_policy(policy_file)
     click.echo(f"{policy_file}: OK — policy '{policy.name}' v{policy.version}, hash {policy.content_hash}")
     for check in policy.checks:
-        bounds = " ".join(x for x in (f"min {check.min}" if check.min is not None else "",
-                                      f"max {check.max}" if check.max is not None else "") if x)
-        click.echo(f"  {check.id}: {check.bound} {check.aggregate} of {check.metric} {bounds} [{check.severity}]")
+        click.echo(f"  {check.id}: {_describe_check(check)}")
+
+
+def _describe_check(check) -> str:
+    """Every field that decides a check's outcome, so the listing is the rule the gate applies."""
+    rule = f"{check.aggregate} of {check.metric}"
+    if check.threshold is not None:
+        rule += f" >= {check.threshold}"  # a rate: the share of samples at or above the threshold
+    parts = [rule, "point estimate" if check.bound == "point" else f"{check.bound} bound"]
+    parts += [f"{name} {value}" for name, value in (("min", check.min), ("max", check.max)) if value is not None]
+    if check.change:
+        parts += [f"change {kind} {value} vs the baseline" for kind, value in check.change.items()]
+    slices = check.slices if isinstance(check.slices, str) else "[" + ", ".join(check.slices) + "]"
+    parts.append(f"slices {slices}")
+    return ", ".join(parts) + f" [{check.severity}]"
 
 
 @main.command()

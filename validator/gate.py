@@ -19,7 +19,7 @@ import numpy as np
 
 from validator.errors import CamgateError, UsageError
 from validator.interrupt import AuditInterrupted, interruptible
-from validator.report.files import start_outputs
+from validator.report.files import refuse_inputs_in, start_outputs
 from validator.report.gallery import render_overlays, safe_name
 from validator.scoring import explain_set
 from validator.verdict import ERROR, EXIT_INCONCLUSIVE, FAIL, INCONCLUSIVE, PARTIAL, PASS, WARN, Verdict
@@ -73,11 +73,16 @@ def audit(model, data, policy=None, out=None, **options) -> Verdict:
     """Audit ``model`` on the annotated set ``data`` under ``policy``; write every report into ``out``.
 
     Returns the :class:`~validator.verdict.Verdict` (status PASS/WARN/FAIL/ERROR, checks, output paths and the
-    exit code the CLI would use). Errors are caught and reported as status ERROR, never raised.
+    exit code the CLI would use). Errors are caught and reported as status ERROR, never raised. An ``out`` that
+    is or holds an input (the model, the data file, the images folder) is ERROR (exit 2) with nothing written.
     """
     model_label = model if isinstance(model, str | Path) else getattr(model, "name", "model")
     out_dir = Path(out) if out is not None else Path("camgate-report") / safe_name(model_label)
     verdict = Verdict(out_dir=out_dir, model=str(model_label), data=str(data))
+    inputs = [("the model", model), ("the --data annotations", data), ("the --images folder", options.get("images")),
+              ("the --baseline model", options.get("baseline"))]
+    if _refused_out(verdict, inputs):
+        return verdict
     return _guarded(verdict, options, lambda opts, timer: _run(verdict, model, data, policy, opts, timer))
 
 
@@ -90,7 +95,37 @@ def merge(shards, out=None, **options) -> Verdict:
     shards = [shards] if isinstance(shards, str | Path) else list(shards)
     out_dir = Path(out) if out is not None else Path("camgate-report") / "merged"
     verdict = Verdict(out_dir=out_dir, model="<shards>", data="<shards>")
+    if _refused_out(verdict, _merge_inputs(shards)):
+        return verdict
     return _guarded(verdict, options, lambda opts, timer: _merge(verdict, shards, opts, timer))
+
+
+def _refused_out(verdict: Verdict, inputs: list) -> bool:
+    """An ``out`` that holds an input is refused (exit 2) before anything is cleared, and nothing is written:
+    every report file written there could be an input's name."""
+    try:
+        refuse_inputs_in(verdict.out_dir, inputs)
+    except UsageError as exc:
+        verdict.set_error(str(exc), exc.exit_code)
+        return True
+    return False
+
+
+def _merge_inputs(shards: list) -> list:
+    """The shard files, and the model and data each recorded (the merge reads them for its overlays)."""
+    from validator.shard import SHARD_FILE, read_meta
+
+    files = [Path(s) / SHARD_FILE if Path(s).is_dir() else Path(s) for s in shards]
+    inputs = [("the shard file", path) for path in files]
+    for path in files:
+        try:
+            source = read_meta(path)["context"]["source"]
+        except Exception:  # an unreadable shard is the merge's error to report, with its reason
+            continue
+        inputs += [("the model the shards recorded", source.get("model")),
+                   ("the data the shards recorded", source.get("data")),
+                   ("the images folder the shards recorded", source.get("images"))]
+    return inputs
 
 
 def _guarded(verdict: Verdict, options: dict, body) -> Verdict:

@@ -105,7 +105,7 @@ def _load_keras_object(source: str, trust: bool):
     if path.suffix not in MODEL_SUFFIXES:
         raise ModelUsageError(
             f"unsupported model file {source}: expected a .keras file, a legacy .h5 file, "
-            "a SavedModel directory or an MLflow URI (models:/..., runs:/...)"
+            "a folder holding one, an MLflow model folder or URI (models:/..., runs:/...)"
         )
     refuse_unsafe(path, trust)
     try:

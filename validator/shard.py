@@ -125,6 +125,12 @@ class Partial:
         return cls.from_bytes(path.read_bytes(), str(path))
 
 
+def read_meta(path) -> dict:
+    """Only the ``__meta__`` entry of a shard file (an npz entry is read when it is accessed)."""
+    with np.load(path, allow_pickle=False) as npz:
+        return json.loads(npz[_META].tobytes().decode())
+
+
 def make_partial(shard: ShardSpec, context: dict, runs: dict) -> Partial:
     """``runs``: ``{"main": SetRun, "baseline": SetRun}`` (partial runs from ``explain_set(partial=True)``)."""
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "camgate": __version__,

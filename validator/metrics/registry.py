@@ -98,7 +98,8 @@ _ENTRIES = [
           "label's probability is >= 0.5 (per-label detection).",
           PREDICTION),
     _info("confidence", None, 0, 1, CONTINUOUS, False,
-          "Predicted probability of the explained class (filled by the caller).", PREDICTION),
+          "Probability of the predicted class (the model's top output), which is the explained, labelled "
+          "class only where the prediction is right.", PREDICTION),
     # counterfactual probes (validator.probes.counterfactual): forward passes on altered images
     _info("bg_only_correct", False, 0, 1, BOOLEAN, True,
           "1 when the model still predicts the class with the object boxes filled (background only).", PROBE),

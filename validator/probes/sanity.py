@@ -21,14 +21,15 @@ Choices, and why:
   exactly :func:`randomised_copy` ``(model, k, seed)``. Frozen layers (``trainable=False``, a transfer-learning
   base) are randomised too: freezing says nothing about whether the weights were learned.
 - **Maps are compared at the target layer's resolution** (area downsampling; :data:`COMPARE_SIZE` when the
-  model has no target layer or the maps are smaller). A Grad-CAM map holds h' x w' numbers; the bilinear
+  model has no target layer; never finer than the maps themselves). A Grad-CAM map holds h' x w' numbers; the bilinear
   upsampling to input size adds no information but many near-ties and smooth plateaus that inflate the rank
   correlation. Maps are compared as given (no absolute value, no normalisation: Spearman is scale-free).
 - **Cost**: one explain pass over the subset for the trained model and one per stage, (stages + 1) in all,
-  on :data:`DEFAULT_SUBSET` images by default (the caller picks them). The model is cloned ONCE and the
-  stages re-draw the clone's weights in place, so the default explainer traces its graph once and reuses it
-  (CAM, whose Dense kernel is a constant of the traced graph, is rebuilt per stage). Stages default to every
-  weighted layer, capped at :data:`MAX_STAGES` evenly spread (always the top layer alone and all layers).
+  on :data:`DEFAULT_SUBSET` images by default (the caller picks them). The model is cloned ONCE (the trained
+  maps are the clone's before any re-draw) and the stages re-draw the clone's weights in place; every method,
+  CAM included, reads the clone's variables inside its traced graph, so the explainer traces once and is
+  reused. Stages default to every weighted layer, capped at :data:`MAX_STAGES` evenly spread (always the top
+  layer alone and all layers).
 - A dead or constant map (either side) has no ranking: its Spearman is NaN, never a pass or a fail.
 """
 

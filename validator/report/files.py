@@ -8,6 +8,7 @@ import math
 import os
 from pathlib import Path
 
+from validator.errors import UsageError
 from validator.report.html import render_html
 from validator.report.junit import render_junit
 from validator.report.markdown import github_annotations, render_markdown
@@ -35,6 +36,27 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def refuse_inputs_in(out: Path, inputs) -> None:
+    """UsageError when ``out`` is an input folder or directly holds an input file (``inputs``: ``(what, path)``
+    pairs; paths that are not local files or folders, such as ``models:/`` URIs or in-memory models, are
+    skipped), or when an input lies under ``out/overlays``.
+
+    Checked before anything is cleared: the gate clears its own file names in ``out`` and writes its reports
+    there, so a folder shared with an input (a shard folder, the data folder) could lose or overwrite it."""
+    folder = Path(out).resolve()
+    overlays = folder / "overlays"
+    for what, path in inputs:
+        if not isinstance(path, str | os.PathLike) or not os.path.exists(path):
+            continue
+        path = Path(path).resolve()
+        # a file beside the reports, or the folder itself; a sub-folder is safe unless it is overlays/
+        beside = path.parent == folder and not path.is_dir()
+        if path in (folder, overlays) or beside or overlays in path.parents:
+            raise UsageError(f"--out {out} holds {what} {path}: the gate clears its earlier outputs in --out "
+                             "and writes its reports there, so it may not share a folder with an input; "
+                             "choose another --out")
 
 
 def clear_outputs(out: Path) -> None:
