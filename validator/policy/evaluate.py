@@ -95,7 +95,7 @@ def _no_box_result(check: Check) -> CheckResult:
         severity=check.severity, observed=nan, lo=nan, hi=nan, compared=nan, n=0, min=check.min, max=check.max,
         baseline=None, change=dict(check.change) if check.change else None, outcome=NOT_JUDGED,
         message=f"{check.id}: the data has no object boxes, and {check.metric} needs them: not judged "
-                f"(the box-free checks and the heat atlas judge this model)",
+                f"(the box-free checks judge this model; the heat atlas is shown, not judged)",
     )
 
 
