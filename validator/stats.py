@@ -88,8 +88,10 @@ def _weighted_quantile(xs: np.ndarray, pos: np.ndarray, q: float) -> np.ndarray:
     return np.where(p1 > p0, x0 + t * (x1 - x0), x0)[..., 0]
 
 
-def _weighted_statistics(x: np.ndarray, w: np.ndarray, hows: tuple[str, ...], axis: int = -1) -> np.ndarray:
-    """``_statistics`` with weights: the weighted mean and midpoint-position weighted quantiles."""
+def _weighted_statistics(x: np.ndarray, w: np.ndarray, hows: tuple[str, ...], axis: int = -1,
+                         presorted: bool = False) -> np.ndarray:
+    """``_statistics`` with weights: the weighted mean and midpoint-position weighted quantiles
+    (``presorted``: ``x`` is already sorted along ``axis``)."""
     x = np.moveaxis(np.asarray(x, dtype=np.float64), axis, -1)
     w = np.moveaxis(np.asarray(w, dtype=np.float64), axis, -1)
     total = w.sum(axis=-1)
@@ -100,8 +102,11 @@ def _weighted_statistics(x: np.ndarray, w: np.ndarray, hows: tuple[str, ...], ax
             rows.append((x * w).sum(axis=-1) / total)
             continue
         if xs is None:  # one sort serves every quantile
-            order = np.argsort(x, axis=-1, kind="stable")
-            xs, ws = np.take_along_axis(x, order, -1), np.take_along_axis(w, order, -1)
+            if presorted:
+                xs, ws = x, w
+            else:
+                order = np.argsort(x, axis=-1, kind="stable")
+                xs, ws = np.take_along_axis(x, order, -1), np.take_along_axis(w, order, -1)
             pos = (np.cumsum(ws, axis=-1) - ws / 2.0) / total[..., None]
         rows.append(_weighted_quantile(xs, pos, _QUANTILES[h]))
     return np.stack(rows)
@@ -205,17 +210,26 @@ def _bootstrap_ci(x: np.ndarray, hows: tuple[str, ...], confidence, n_resamples,
     def statistic(sample, axis=-1):
         return _statistics(sample, hows, axis)
 
-    def weighted(sample, weights, axis=-1):
-        return _weighted_statistics(sample, weights, hows, axis)
+    data, function = (x,), statistic
+    if w is not None:
+        # A row is resampled with its weight: the bootstrap draws positions in the rows sorted by value, so
+        # a resample is put in order by sorting integers (the quantiles need it), not by an argsort and two
+        # gathers (4-6x faster). The same draws as a paired bootstrap of (value, weight).
+        order = np.argsort(x, kind="stable")
+        xs, ws = x[order], w[order]
 
-    # weighted: a row is resampled with its weight (paired), so the weights follow the rows drawn
-    data, function = ((x,), statistic) if w is None else ((x, w), weighted)
+        def weighted(positions, axis=-1):
+            # sorted even for a mean alone: the same sums in the same order whatever else is asked for
+            idx = np.sort(np.moveaxis(np.asarray(positions), axis, -1).astype(np.int64), axis=-1)
+            return _weighted_statistics(xs[idx], ws[idx], hows, presorted=True)
+
+        data, function = (np.arange(len(x), dtype=np.float64),), weighted
     with warnings.catch_warnings():
         # Degenerate bootstrap distributions warn; we detect them from the NaN bounds instead.
         warnings.simplefilter("ignore")
         res = sps.bootstrap(
             data, function, n_resamples=n_resamples, confidence_level=confidence, method=method,
-            vectorized=True, paired=w is not None, axis=-1, rng=np.random.default_rng(seed),
+            vectorized=True, axis=-1, rng=np.random.default_rng(seed),
             batch=max(100, _VALUES_PER_BATCH // max(1, len(x))),
         )
     return np.asarray(res.confidence_interval.low), np.asarray(res.confidence_interval.high)
