@@ -75,6 +75,7 @@ def _table(lift, corner, correct_share, n_per_class=100, relative=0.5, corner_li
         "bg_gap": np.array([1.0] * round(gap * n) + [0.0] * (n - round(gap * n))),
         "sanity_spearman": subset * spearman,
         "faithfulness_gap": subset * 0.4,
+        "faithfulness_gain": subset * 0.3,
         "class_name": np.array(["circle"] * n_per_class + ["square"] * n_per_class, dtype=object),
         "area": np.full(n, 0.1),
         "lift": np.linspace(lift - 0.5, lift + 0.5, n),
