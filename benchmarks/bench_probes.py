@@ -14,8 +14,10 @@ round robin with the Explainer so that load drifts hit every component alike:
 - ``counterfactual, fill=F``: ``validator.probes.counterfactual.probe_scores`` with the explainer's
   probabilities passed in, as the audit does: the fill, then background-only and Mixed-Rand forward passes.
   ``fill F alone`` is ``background_only`` (the fill without the forward passes).
-- ``faithfulness``: ``validator.probes.faithfulness.deletion_insertion(steps=20)``: 42 forward passes per
-  image (the maps are the explainer's; a dead map would cost nothing, so dead maps are replaced).
+- ``faithfulness``: ``validator.probes.faithfulness.deletion_insertion`` at the default steps (2) with the
+  explainer's probabilities passed in, as the audit does: the map and a random order (the map shifted), 4 x
+  steps - 3 = 5 forward passes per image (the maps are the explainer's; a dead map would cost nothing, so
+  dead maps are replaced). Before issue 20 it was the map alone in 20 steps, 42 passes per image on 50.
 - ``sanity cascade``: ``validator.probes.sanity.cascade`` on 32 images: clone, one explain pass for the
   trained model and one per stage, each on a re-drawn clone (a fresh Explainer, so one trace per cascade).
   Per image = the cascade's seconds / 32.
@@ -26,7 +28,7 @@ round robin with the Explainer so that load drifts hit every component alike:
 Boxes: one per image, ~10 % of the frame (side sqrt(0.1) x image side), seeded random position.
 
 The "default audit" columns scale each measurement to what ``camgate audit`` with the default policy does on
-200 images (``validator.policy.model.Probes``): counterfactual on all 200, faithfulness on 50, one sanity
+200 images (``validator.policy.model.Probes``): counterfactual on all 200, faithfulness on 32, one sanity
 cascade on 32 images with min(8, weighted layers) stages, discovery on the 200 maps; the share is that cost
 over 200 x the Explainer's per-image cost (the bare explainer, not the audit's slower explain stage). Where
 fewer stages were run than the audit would (ResNet50: ``--resnet-stages``), the cascade is extrapolated by
@@ -44,18 +46,19 @@ from _common import ROOT, describe_machine, interleaved, machine, paired_ratio, 
 
 MODELS = ("small_cnn", "resnet50")
 FILLS = ("tile", "mean", "blur", "inpaint")
-AUDIT = {"images": 200, "faithfulness": 50, "sanity_images": 32, "sanity_stages": 8, "grid": 16}
+AUDIT = {"images": 200, "faithfulness": 32, "sanity_images": 32, "sanity_stages": 8, "grid": 16}
+FAITH = "faithfulness (steps 2, vs random order)"  # validator.probes.faithfulness.DEFAULT_STEPS
 PREDICT_BATCH = 64  # the audit's Predictor: max(2 * batch_size, 64) at batch 32
 EXPLAIN_BATCH = 32
 BOX_AREA = 0.10
 # images: explained / probed per measurement; faith: faithfulness images; sanity: cascade images and stages
 PLAN = {
     "small_cnn": {"images": 256, "faith": 64, "sanity": 32, "stages": 8, "repeats": 7, "sanity_repeats": 5},
-    "resnet50": {"images": 16, "faith": 8, "sanity": 32, "stages": 2, "repeats": 3, "sanity_repeats": 2},
+    "resnet50": {"images": 16, "faith": 16, "sanity": 32, "stages": 2, "repeats": 3, "sanity_repeats": 2},
 }
 QUICK = {
     "small_cnn": {"images": 128, "faith": 16, "sanity": 32, "stages": 8, "repeats": 3, "sanity_repeats": 2},
-    "resnet50": {"images": 16, "faith": 4, "sanity": 32, "stages": 2, "repeats": 2, "sanity_repeats": 1},
+    "resnet50": {"images": 16, "faith": 8, "sanity": 32, "stages": 2, "repeats": 2, "sanity_repeats": 1},
 }
 SPRAY_SIZES = (200, 1000)
 
@@ -132,7 +135,7 @@ def bench_model(name: str, plan: dict, log) -> dict:
     from validator.explain import Explainer
     from validator.explain.predict import Predictor
     from validator.probes.counterfactual import background_only, probe_scores
-    from validator.probes.faithfulness import deletion_insertion
+    from validator.probes.faithfulness import DEFAULT_STEPS, deletion_insertion, forward_passes
     from validator.probes.sanity import cascade, plan_stages, weighted_layers
 
     started = time.perf_counter()
@@ -156,6 +159,7 @@ def bench_model(name: str, plan: dict, log) -> dict:
         maps[dead] = blob_maps(int(dead.sum()), height, width, seed=1)
     k_faith = plan["faith"]
     faith_images, faith_maps, faith_ids = probe_images[:k_faith], maps[:k_faith], probe_ids[:k_faith]
+    faith_probabilities = probabilities[:k_faith]
 
     def unit(fn, items):
         def call():
@@ -173,15 +177,16 @@ def bench_model(name: str, plan: dict, log) -> dict:
             lambda fill=fill: probe_scores(predictor, probe_images, probe_boxes, probe_ids, num_classes, fill=fill,
                                            original_probabilities=probabilities), n)
         contenders[f"fill {fill} alone"] = unit(lambda fill=fill: background_only(probe_images, probe_boxes, fill), n)
-    contenders["faithfulness (steps 20)"] = unit(
-        lambda: deletion_insertion(predictor, faith_images, faith_maps, faith_ids, steps=20), k_faith)
+    contenders[FAITH] = unit(
+        lambda: deletion_insertion(predictor, faith_images, faith_maps, faith_ids, steps=DEFAULT_STEPS,
+                                   original_probabilities=faith_probabilities), k_faith)
     spray_maps = {m: blob_maps(m, height, width, seed=2) for m in SPRAY_SIZES}
     small_maps = {m: downsample(spray_maps[m], AUDIT["grid"]) for m in SPRAY_SIZES}
     for m in SPRAY_SIZES:
         contenders[f"discovery downsample, {m} maps"] = unit(lambda m=m: downsample(spray_maps[m], AUDIT["grid"]), m)
         contenders[f"discovery spray, {m} maps"] = unit(lambda m=m: spray(small_maps[m], max_clusters=8, seed=0), m)
-    warmups = {"faithfulness (steps 20)": lambda: deletion_insertion(predictor, faith_images[:1], faith_maps[:1],
-                                                                     faith_ids[:1], steps=20)}
+    warmups = {FAITH: lambda: deletion_insertion(predictor, faith_images[:1], faith_maps[:1], faith_ids[:1],
+                                                 steps=DEFAULT_STEPS)}
     started = time.perf_counter()
     rates = interleaved(contenders, repeats=plan["repeats"], warmups=warmups)
     log(f"[{name}] {len(contenders)} components x {plan['repeats']} rounds in {time.perf_counter() - started:.1f}s")
@@ -217,7 +222,7 @@ def bench_model(name: str, plan: dict, log) -> dict:
             "note": note,
         })
 
-    counts = {"explain (gradcam)": n, "forward (Predictor)": n, "faithfulness (steps 20)": k_faith}
+    counts = {"explain (gradcam)": n, "forward (Predictor)": n, FAITH: k_faith}
     for label, samples in rates.items():
         items = counts.get(label, n)
         for m in SPRAY_SIZES:
@@ -233,7 +238,7 @@ def bench_model(name: str, plan: dict, log) -> dict:
             audit_images = AUDIT["images"]
             note = "default fill" if "tile" in label else "if the policy picks it"
         elif label.startswith("faithfulness"):
-            audit_images, note = AUDIT["faithfulness"], ""
+            audit_images, note = AUDIT["faithfulness"], f"{forward_passes(DEFAULT_STEPS)} forward passes per image"
         elif label.startswith("discovery"):
             audit_images = AUDIT["images"] if label.endswith(f"{AUDIT['images']} maps") else None
             note = "one class of 200 (upper bound)" if audit_images else "an audit of 1000 images: see below"
@@ -265,21 +270,24 @@ def render(all_results: list[dict]) -> str:
             body.append([res["model"], r["component"], r["per_image_ms"], r["ratio"], r["ratio_paired"], r["call_s"],
                          r["audit_images"] if r["audit_images"] else "-", r["audit_s"], r["audit_share"], r["note"]])
     out += ["Per-image cost (best of k), ratio to the Explainer's per-image cost in the same run, and the default",
-            "audit's spend (200 images; faithfulness on 50; sanity on 32 with min(8, layers) stages) as a share",
+            "audit's spend (200 images; faithfulness on 32; sanity on 32 with min(8, layers) stages) as a share",
             "of 200 x the Explainer's per-image cost:", "",
             table(headers, body, aligns="llrrrrrrrl"), ""]
     for res in all_results:
         rows = {r["component"]: r for r in res["rows"]}
-        probes = sum(rows[k]["audit_s"] for k in ("counterfactual, fill=mean", "faithfulness (steps 20)",
+        probes = sum(rows[k]["audit_s"] for k in ("counterfactual, fill=tile", FAITH,
                                                   "sanity cascade, 32 images", "discovery downsample, 200 maps",
                                                   "discovery spray, 200 maps"))
         cascades = ", ".join(f"{c['seconds']:.1f}" for c in res["cascades"])
         fastest = min(res["cascades"], key=lambda c: c["seconds"])
         stages = ", ".join(f"{v:.2f}" for v in fastest["stage_seconds"])
         big = rows["discovery downsample, 1000 maps"]["call_s"] + rows["discovery spray, 1000 maps"]["call_s"]
+        faith = rows[FAITH]["audit_s"]
         out.append(f"{res['model']}: explain {res['explain_ms']:.2f} ms/image -> audit explain "
                    f"{res['audit_explain_s']:.2f} s; default probes + discovery {probes:.2f} s "
-                   f"({probes / res['audit_explain_s']:.2f}x the explain time); discovery on 1000 maps of one "
+                   f"({probes / res['audit_explain_s']:.2f}x the explain time; explain + probes "
+                   f"{1 + probes / res['audit_explain_s']:.2f}x), of which faithfulness {faith:.2f} s "
+                   f"({faith / res['audit_explain_s']:.2f}x); discovery on 1000 maps of one "
                    f"class {big:.2f} s = {big / (1000 * res['explain_ms'] / 1000):.3f} of a 1000-image explain; "
                    f"sanity cascades {cascades} s (per stage: {stages} s, "
                    f"the first incl. clone + trace); weighted layers {res['weighted_layers']}, "

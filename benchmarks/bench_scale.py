@@ -20,7 +20,7 @@ Each audit runs in a FRESH Python process (``validator.gate.audit``, the code be
 ``max_samples=N``), reaped with ``os.wait4`` so its ``ru_maxrss`` belongs to that process alone; the child
 also reports its VmHWM right after the audit (before the bare-explainer timing below). Policies:
 
-- ``default``: the shipped default policy, probes on (counterfactual, faithfulness on 50, sanity on 32 images,
+- ``default``: the shipped default policy, probes on (counterfactual, faithfulness on 32, sanity on 32 images,
   discovery);
 - ``probes-off``: the default with ``probes: {counterfactual: false, faithfulness: {samples: 0}, sanity:
   {samples: 0}}`` and its four probe checks removed (discovery, the 16 x 16 atlas, has no off switch).
@@ -57,7 +57,7 @@ QUICK_SIZES = (200, 1000)
 BATCH_SIZE = 32
 STAGES = ("load", "data", "explain", "metrics", "probes", "sanity", "discovery", "stats", "overlays", "reports",
           "ray", "merge", "shard")
-PROBE_METRICS = ("bg_only_skill", "bg_gap", "sanity_spearman", "faithfulness_gap")
+PROBE_METRICS = ("bg_only_skill", "bg_gap", "sanity_spearman", "faithfulness_gain")
 HERE = Path(__file__).resolve()
 
 

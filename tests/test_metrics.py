@@ -329,7 +329,8 @@ def test_registry_covers_every_column_with_the_right_direction():
         info = metric_info(name)
         assert info.name == name and info.kind in (CONTINUOUS, BOOLEAN)
     higher = {"lift", "energy", "excess", "chance_corrected", "relative_lift", "pointing_hit", "rank_accuracy", "cam_box_iou",
-              "cam_box_hit", "correct", "object_only_correct", "insertion_auc", "faithfulness_gap"}
+              "cam_box_hit", "correct", "object_only_correct", "insertion_auc", "faithfulness_gap",
+              "faithfulness_gain"}
     lower = {"corner_heat_tl", "corner_heat_tr", "corner_heat_bl", "corner_heat_br", "corner_heat_max",
              "corner_lift_tl", "corner_lift_tr", "corner_lift_bl", "corner_lift_br", "corner_lift_max",
              "border_heat", "region_wm", "dead"}
@@ -346,7 +347,8 @@ def test_registry_covers_every_column_with_the_right_direction():
     # only heatmap metrics are put in doubt by a failed sanity check
     assert {n for n, m in METRICS.items() if m.source != "heatmap"} == {
         "correct", "confidence", "bg_only_correct", "bg_only_skill", "bg_only_confidence", "object_only_correct",
-        "bg_gap", "confidence_drop", "deletion_auc", "insertion_auc", "faithfulness_gap", "sanity_spearman"}
+        "bg_gap", "confidence_drop", "deletion_auc", "insertion_auc", "faithfulness_gap", "faithfulness_gain",
+        "sanity_spearman"}
 
 
 def test_unknown_metric_suggests_a_close_name():

@@ -89,12 +89,58 @@ def test_boxes_missing_on_some_rows_are_still_a_shortfall_not_box_free_data():
 def test_probes_section_defaults_and_errors():
     policy = load_policy({"name": "t", "version": 1, "checks": [HEAT]})
     assert policy.probes.counterfactual and policy.probes.fill == "tile"
-    assert (policy.probes.faithfulness_samples, policy.probes.sanity_samples) == (50, 32)
+    assert (policy.probes.faithfulness_samples, policy.probes.sanity_samples) == (32, 32)
+    assert policy.probes.faithfulness_steps == 2
     off = load_policy({"name": "t", "version": 1, "checks": [HEAT],
                        "probes": {"counterfactual": False, "faithfulness": {"samples": 0}}})
     assert not off.probes.counterfactual and off.probes.faithfulness_samples == 0
     assert off.content_hash != policy.content_hash
     with pytest.raises(PolicyError, match=r"probes\.counterfactual\.fill.*unknown value 'median'"):
         load_policy({"name": "t", "version": 1, "checks": [HEAT], "probes": {"counterfactual": {"fill": "median"}}})
+    with pytest.raises(PolicyError, match=r"probes\.faithfulness\.steps.*>= 2"):  # no inner point: no gain
+        load_policy({"name": "t", "version": 1, "checks": [HEAT], "probes": {"faithfulness": {"steps": 1}}})
     with pytest.raises(PolicyError, match=r"probes.*'sanitee'"):
         load_policy({"name": "t", "version": 1, "checks": [HEAT], "probes": {"sanitee": {}}})
+
+
+def _default_faithfulness():
+    import yaml
+
+    from validator.policy import default_policy_path
+
+    raw = yaml.safe_load(default_policy_path().read_text())
+    return next(c for c in raw["checks"] if c["id"] == "faithfulness")
+
+
+def _faith_table(gain, gap=0.3, n=100, sampled=32):
+    """The probe's columns on the first ``sampled`` rows (NaN elsewhere, as the runner writes them)."""
+    g, p = np.full(n, np.nan), np.full(n, np.nan)
+    g[:sampled], p[:sampled] = gain, gap
+    return make_table(["a"] * n, faithfulness_gain=g, faithfulness_gap=p)
+
+
+def test_default_faithfulness_check_wants_the_map_shown_better_than_a_random_order():
+    policy = make_policy(_default_faithfulness())
+    chance = np.random.default_rng(0).normal(0.0, 0.3, 32)  # a map unrelated to the image: gain ~0
+    by_id, _ = judge(policy, _faith_table(chance))
+    assert by_id["faithfulness"].outcome == "WARN" and "random order" in by_id["faithfulness"].message
+    by_id, _ = judge(policy, _faith_table(np.random.default_rng(0).normal(0.9, 0.3, 32)))
+    assert by_id["faithfulness"].outcome == "PASS"
+    by_id, _ = judge(policy, _faith_table(0.0))  # a uniform map: its shifted copy is the same order
+    assert by_id["faithfulness"].outcome == "WARN"
+
+
+def test_faithfulness_where_the_model_ignores_deletion_is_not_judged_and_says_why():
+    policy = make_policy(_default_faithfulness())
+    gain = np.full(32, np.nan)
+    gain[:5] = 0.8  # 27 of the 32 probed images: the class probability did not move
+    by_id, _ = judge(policy, _faith_table(gain))
+    check = by_id["faithfulness"]
+    assert check.outcome == "NOT_JUDGED"
+    assert "only 5 samples" in check.message
+    assert "27 of the 32 rows the probe ran on have no faithfulness_gain" in check.message
+    assert "does not react to the deletion baseline" in check.message
+    by_id, _ = judge(policy, _faith_table(np.nan, gap=np.nan))  # probe switched off: a different reason
+    assert by_id["faithfulness"].outcome == "NOT_JUDGED"
+    assert "the probe ran on no row here" in by_id["faithfulness"].message
+    assert "does not react" not in by_id["faithfulness"].message

@@ -1,4 +1,5 @@
-"""Deletion / insertion AUC: numpy oracle models whose curves are known by hand, batching and cost, one Keras run."""
+"""Deletion / insertion AUC and the gain over a random order: numpy oracle models whose curves are known by hand,
+batching and cost, one Keras run."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ from validator.probes.faithfulness import (
     BASELINES,
     DEFAULT_SAMPLES,
     DEFAULT_STEPS,
+    FLAT_TOLERANCE,
     baseline_images,
     deletion_insertion,
+    forward_passes,
+    random_shift,
 )
 
 H = W = 8
@@ -141,8 +145,8 @@ def test_dead_map_is_nan_and_costs_no_forward_pass(dead):
     out = deletion_insertion(predict, ones(2), maps, [0, 0], steps=4, baseline="zero", return_curves=True)
     for key in ("deletion_auc", "insertion_auc", "faithfulness_gap"):
         assert math.isfinite(out[key][0]) and math.isnan(out[key][1]), key
-    assert np.isnan(out["deletion_curve"][1]).all()
-    assert sum(rows) == 2 * 5  # only the live map was perturbed
+    assert np.isnan(out["deletion_curve"][1]).all() and np.isnan(out["faithfulness_gain"][1])
+    assert sum(rows) == forward_passes(4, original_known=False) == 14  # only the live map was perturbed
 
 
 def test_constant_image_with_blur_baseline_is_flat():
@@ -151,6 +155,117 @@ def test_constant_image_with_blur_baseline_is_flat():
     out = deletion_insertion(oracle(r), ones(1), r[None].astype(float), [0], baseline="blur")
     assert out["deletion_auc"][0] == pytest.approx(1.0, abs=1e-5)
     assert out["faithfulness_gap"][0] == pytest.approx(0.0, abs=1e-5)
+    assert math.isnan(out["faithfulness_gain"][0])  # the probe learnt nothing: no gain, not a gain of 0
+
+
+# ---------------------------------------------------------------- the gain over a random order
+
+
+def sample_with_shift(shift, height=H, width=W, seed=0):
+    """A sample id whose random order is the map shifted by ``shift`` (the draw is seeded, so search for it)."""
+    return next(i for i in range(10_000) if random_shift(height, width, seed, i) == shift)
+
+
+def test_gain_of_a_faithful_map_by_hand():
+    # R = rows 2-4 x cols 3-6. Two steps: one inner point, 32 of 64 pixels changed.
+    # Map order: R first, so at 50 % R is all gone (deletion 0) or all back (insertion 1):
+    #   deletion [1, 0, 0] -> AUC (1/2 + 0 + 0) / 2 = 1/4; insertion [0, 1, 1] -> (0 + 1 + 1/2) / 2 = 3/4; gap 1/2.
+    # Random order: the map shifted by (4, 4), R' = rows {6, 7, 0} x cols {7, 0, 1, 2}, then raster order:
+    #   the first 32 are R' (12) + row 0 cols 3-6 (4) + rows 1 and 2 (16), which hold R's row 2: 4 of 12.
+    #   deletion [1, 2/3, 0] -> 7/12; insertion [0, 1/3, 1] -> 5/12; gap -1/6.
+    # Gain: 1/2 - (-1/6) = 2/3.
+    r = region()
+    sid = sample_with_shift((4, 4))
+    out = run(oracle(r), r, steps=2, sample_ids=[sid], return_curves=True)
+    np.testing.assert_allclose(out["random_deletion_curve"][0], [1, 2 / 3, 0], atol=1e-6)
+    np.testing.assert_allclose(out["random_insertion_curve"][0], [0, 1 / 3, 1], atol=1e-6)
+    assert out["faithfulness_gap"][0] == pytest.approx(0.5, abs=1e-6)
+    assert out["random_gap"][0] == pytest.approx(-1 / 6, abs=1e-6)
+    assert out["faithfulness_gain"][0] == pytest.approx(2 / 3, abs=1e-6)
+
+
+@pytest.mark.parametrize("steps", [2, 5, 16])
+def test_gain_matches_curves_from_first_principles(steps):
+    r = region()
+    raster = np.arange(HW)
+    for sid in range(6):
+        heat = r.astype(float)
+        shifted = np.roll(heat, random_shift(H, W, 3, sid), axis=(0, 1))
+        order = list(raster[shifted.ravel() > 0]) + list(raster[shifted.ravel() == 0])
+        deletion, insertion = expected_curves(r, order, steps)
+        out = run(oracle(r), heat, steps=steps, seed=3, sample_ids=[sid])
+        random_gap = trapezoid(insertion) - trapezoid(deletion)
+        assert out["random_gap"][0] == pytest.approx(random_gap, abs=1e-6)
+        assert out["faithfulness_gain"][0] == pytest.approx(out["faithfulness_gap"][0] - random_gap, abs=1e-6)
+
+
+def test_a_map_unrelated_to_the_model_gains_nothing_on_average():
+    # the oracle is linear in the pixels of R, so a map independent of the image has a gain of exactly 0 in
+    # expectation; the faithful map gains on every image, the inverse map loses on every image
+    r = region()
+    n = 400
+    noise = np.random.default_rng(7).random((n, H, W))
+    gain = run(oracle(r), noise, steps=4, n=n)["faithfulness_gain"]
+    assert np.isfinite(gain).all()
+    assert abs(gain.mean()) < 3 * gain.std() / math.sqrt(n)
+    assert (run(oracle(r), r, steps=4, n=50)["faithfulness_gain"] > 0.2).all()
+    assert (run(oracle(r), ~r, steps=4, n=50)["faithfulness_gain"] < -0.2).all()
+
+
+def test_a_uniform_map_gains_exactly_nothing():
+    # its shifted copy orders the pixels the same way (raster order): a policy must ask for more than 0
+    out = run(oracle(region()), np.ones((H, W)), steps=4, n=5)
+    np.testing.assert_array_equal(out["faithfulness_gain"], 0.0)
+
+
+def constant(p):
+    """A model that does not look at the image: class 0 at probability p whatever the input."""
+    return lambda images: np.tile(np.array([[p, 1 - p]], np.float32), (len(images), 1))
+
+
+def test_a_model_that_does_not_react_to_deletion_has_no_gain():
+    r = region()
+    out = run(constant(0.99), r, steps=4)
+    assert out["deletion_auc"][0] == pytest.approx(0.99) and out["faithfulness_gap"][0] == pytest.approx(0.0)
+    assert math.isnan(out["faithfulness_gain"][0])
+
+    def barely(images):  # the oracle squeezed into a range just under the tolerance
+        p = 0.9 + (FLAT_TOLERANCE - 1e-3) * oracle(r)(images)[:, 0]
+        return np.stack([p, 1 - p], axis=1)
+
+    assert math.isnan(run(barely, r, steps=4)["faithfulness_gain"][0])
+    assert run(barely, r, steps=4)["faithfulness_gap"][0] > 0  # the AUCs are kept: the gain is what is judged
+
+
+def test_steps_one_has_no_gain():
+    # no inner point: both orders share the two end points, so there is nothing to compare
+    assert math.isnan(run(oracle(region()), region(), steps=1)["faithfulness_gain"][0])
+
+
+def test_random_shift_is_a_quarter_to_three_quarters_and_seeded_per_sample():
+    shifts = {random_shift(64, 40, 0, i) for i in range(500)}
+    assert {dy for dy, _ in shifts} == set(range(16, 49)) and {dx for _, dx in shifts} == set(range(10, 31))
+    assert random_shift(64, 40, 0, 7) == random_shift(64, 40, 0, 7)
+    assert len({random_shift(64, 40, seed, 7) for seed in range(20)}) > 10
+    assert random_shift(1, 1, 0, 0) == (0, 0)
+
+
+def test_known_original_probabilities_save_one_pass_and_change_nothing():
+    images, maps, ids = random_case(4)
+    calls = []
+
+    def predict(batch):
+        calls.append(len(batch))
+        return smooth_model(batch)
+
+    without = deletion_insertion(predict, images, maps, ids, steps=3, return_curves=True)
+    assert sum(calls) == 4 * forward_passes(3, original_known=False)
+    calls.clear()
+    known = deletion_insertion(predict, images, maps, ids, steps=3, original_probabilities=smooth_model(images),
+                               return_curves=True)
+    assert sum(calls) == 4 * forward_passes(3) == 4 * 9
+    for key in without:
+        np.testing.assert_allclose(known[key], without[key], rtol=1e-6, err_msg=key)
 
 
 # ---------------------------------------------------------------- baselines
@@ -202,9 +317,10 @@ def test_batched_equals_per_image(baseline):
     one = deletion_insertion(smooth_model, images, maps, ids, batch_size=1, **kw)
     odd = deletion_insertion(smooth_model, images, maps, ids, batch_size=5, **kw)
     for i in range(len(images)):
-        alone = deletion_insertion(smooth_model, images[i:i + 1], maps[i:i + 1], ids[i:i + 1], **kw)
+        # the random order follows the sample's id, not its place in the call
+        alone = deletion_insertion(smooth_model, images[i:i + 1], maps[i:i + 1], ids[i:i + 1], sample_ids=[i], **kw)
         for key in alone:
-            assert alone[key][0] == pytest.approx(big[key][i], abs=0), key
+            np.testing.assert_array_equal(alone[key][0], big[key][i], err_msg=key)  # NaN == NaN here
     for key in big:
         np.testing.assert_array_equal(big[key], one[key])
         np.testing.assert_array_equal(big[key], odd[key])
@@ -221,16 +337,20 @@ def test_predict_rows_and_batch_bound(n, steps, batch_size):
         return smooth_model(batch)
 
     deletion_insertion(predict, images, maps, ids, steps=steps, batch_size=batch_size)
-    assert sum(calls) == n * (steps + 1) * 2
+    per_image = forward_passes(steps, original_known=False)
+    assert per_image == 4 * steps - 2  # original, baseline, and 2 orders x 2 curves at each inner point
+    assert sum(calls) == n * per_image
     assert max(calls) <= batch_size
-    assert len(calls) == math.ceil(n * (steps + 1) * 2 / batch_size)  # full batches across image boundaries
+    assert len(calls) == math.ceil(n * per_image / batch_size)  # full batches across image boundaries
 
 
 def test_defaults_and_empty_input():
-    assert DEFAULT_SAMPLES == 50 and DEFAULT_STEPS == 20
+    assert DEFAULT_SAMPLES == 32 and DEFAULT_STEPS == 2
+    assert DEFAULT_SAMPLES * forward_passes(DEFAULT_STEPS) == 160  # the 21-point map-only design: 50 x 42 = 2100
     out = deletion_insertion(smooth_model, np.zeros((0, 4, 4, 3)), np.zeros((0, 4, 4)), np.zeros(0, int),
                              return_curves=True)
-    assert out["deletion_auc"].shape == (0,) and out["deletion_curve"].shape == (0, 21)
+    assert out["deletion_auc"].shape == (0,) and out["deletion_curve"].shape == (0, 3)
+    assert out["faithfulness_gain"].shape == (0,) and out["random_insertion_curve"].shape == (0, 3)
 
 
 # ---------------------------------------------------------------- usage errors
@@ -249,6 +369,9 @@ def test_defaults_and_empty_input():
     (dict(baseline="noise"), "blur, zero, mean"),
     (dict(predict=lambda x: smooth_model(x)[:1]), "predict must return"),
     (dict(predict="model"), "callable"),
+    (dict(sample_ids=[0]), "sample_ids must be"),
+    (dict(original_probabilities=np.ones((2,))), "original_probabilities must be"),
+    (dict(original_probabilities=np.ones((2, 1)), class_ids=[0, 1]), "out of range"),
 ])
 def test_usage_errors(change, message):
     images, maps, ids = random_case(2)
@@ -278,3 +401,5 @@ def test_tiny_keras_model():
     for key in ("deletion_auc", "insertion_auc"):
         assert np.isfinite(out[key]).all() and (out[key] >= 0).all() and (out[key] <= 1).all(), key
     np.testing.assert_allclose(out["faithfulness_gap"], out["insertion_auc"] - out["deletion_auc"])
+    learnt = np.isfinite(out["faithfulness_gain"])
+    np.testing.assert_allclose(out["faithfulness_gain"][learnt], (out["faithfulness_gap"] - out["random_gap"])[learnt])

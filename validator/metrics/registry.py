@@ -36,10 +36,14 @@ class MetricInfo:
     description: str
     source: str = HEATMAP  # HEATMAP | PROBE | PREDICTION | SANITY
     subset: bool = False  # computed on a sample of the audited rows only (NaN elsewhere)
+    # (column, reason): the metric is NaN on a row where ``column`` is defined only for ``reason``, so a check
+    # left with too few values can say why (validator.policy.missing)
+    undefined: tuple[str, str] | None = None
 
 
-def _info(name, higher, lo, hi, kind, needs_box, description, source=HEATMAP, subset=False) -> MetricInfo:
-    return MetricInfo(name, higher, float(lo), float(hi), kind, needs_box, description, source, subset)
+def _info(name, higher, lo, hi, kind, needs_box, description, source=HEATMAP, subset=False,
+          undefined=None) -> MetricInfo:
+    return MetricInfo(name, higher, float(lo), float(hi), kind, needs_box, description, source, subset, undefined)
 
 
 def region_info(name: str) -> MetricInfo:
@@ -124,7 +128,17 @@ _ENTRIES = [
           "Area under the true-class probability as the hottest pixels are inserted into a blurred image.",
           PROBE, True),
     _info("faithfulness_gap", True, -1, 1, CONTINUOUS, False,
-          "insertion_auc - deletion_auc: near 0 for a map unrelated to the model.", PROBE, True),
+          "insertion_auc - deletion_auc of the map (its expected value for a map unrelated to the model "
+          "depends on the image and the baseline: judge faithfulness_gain).", PROBE, True),
+    _info("faithfulness_gain", True, -2, 2, CONTINUOUS, False,
+          "faithfulness_gap minus the gap of a random order on the same image (the map shifted by a seeded "
+          "random offset): > 0 = the map finds what the model uses better than chance, ~0 for a map unrelated "
+          "to the image. NaN where the probe learnt nothing: the class probability moves by less than 0.05 "
+          "along both orders' curves, the whole image deleted included.", PROBE, True,
+          undefined=("faithfulness_gap", "the class probability moved by less than 0.05 along every curve, the "
+                                         "whole image deleted included, for the map and the random order alike: "
+                                         "the model does not react to the deletion baseline, so the probe learnt "
+                                         "nothing")),
     # explainer sanity (validator.probes.sanity): on a sample of the rows
     _info("sanity_spearman", False, -1, 1, CONTINUOUS, False,
           "Spearman rank correlation of the map with the map of the same image after the model's weights "

@@ -13,6 +13,7 @@ from validator.errors import CamgateError
 from validator.metrics import MetricInfo
 from validator.metrics.registry import HEATMAP
 from validator.policy.datachecks import class_column, data_checks, slice_classes
+from validator.policy.missing import undefined_sentence
 from validator.policy.model import Check, Policy
 from validator.policy.result import FAIL, INCONCLUSIVE, NOT_JUDGED, PASS, SKIPPED, WARN, CheckResult
 from validator.policy.schema import metric_infos
@@ -67,6 +68,9 @@ def evaluate(policy: Policy, table: Mapping[str, np.ndarray], *, data_summary: M
             result.confidence = confidence
             if result.outcome in (FAIL, WARN) and check.metric.startswith(CORNER_PREFIXES):
                 result.message += "; " + corner_sentence(table, _slice_rows(labels, class_name))
+            if result.n < check.min_samples:  # too few values: say why when the metric knows (faithfulness_gain)
+                why = undefined_sentence(table, info, _slice_rows(labels, class_name))
+                result.message += f"; {why}" if why else ""
             results.append(result)
     return distrust_heatmaps(apply_waivers(results, policy.waivers, today), infos)
 

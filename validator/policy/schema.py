@@ -183,8 +183,8 @@ def _probes(raw: object, source: Source) -> Probes:
     return Probes(
         counterfactual=enabled_value,
         fill=cf.choice("fill", FILLS, "tile"),
-        faithfulness_samples=faith.integer("samples", 50, lo=0),
-        faithfulness_steps=faith.integer("steps", 20, lo=1),
+        faithfulness_samples=faith.integer("samples", 32, lo=0),
+        faithfulness_steps=faith.integer("steps", 2, lo=2),  # 1 step has no inner point: no gain to judge
         faithfulness_baseline=faith.choice("baseline", BASELINES, "blur"),
         sanity_samples=sanity.integer("samples", 32, lo=0),
         sanity_stages=sanity.integer("stages", 8, lo=1),

@@ -15,7 +15,7 @@ from validator.errors import CamgateError
 
 COUNTERFACTUAL_COLUMNS = ("bg_only_correct", "bg_only_skill", "bg_only_confidence", "object_only_correct",
                           "bg_gap", "confidence_drop")
-FAITHFULNESS_COLUMNS = ("deletion_auc", "insertion_auc", "faithfulness_gap")
+FAITHFULNESS_COLUMNS = ("deletion_auc", "insertion_auc", "faithfulness_gap", "faithfulness_gain")
 SANITY_COLUMN = "sanity_spearman"
 
 
@@ -71,9 +71,13 @@ class ProbeRunner:
         if len(picked):
             from validator.probes.faithfulness import deletion_insertion
 
+            # the random order is drawn from the run seed and the sample's index in the whole set, so a sample's
+            # gain is the same whatever batch or shard it falls in; the explainer's probabilities save a pass
             scores = deletion_insertion(self.predictor, batch.images[picked], result.maps[picked], class_ids[picked],
                                         steps=self.probes.faithfulness_steps,
-                                        baseline=self.probes.faithfulness_baseline)
+                                        baseline=self.probes.faithfulness_baseline, seed=self.seed,
+                                        sample_ids=np.asarray(batch.indices)[picked],
+                                        original_probabilities=result.probabilities[picked])
             for name in FAITHFULNESS_COLUMNS:
                 columns[name][picked] = scores[name]
         self.seconds["faithfulness"] += time.perf_counter() - now
@@ -134,12 +138,14 @@ class ProbeRunner:
                 "error": self.sanity_error, "summary": self.base_summary()}
 
     def base_summary(self) -> dict:
+        from validator.probes.faithfulness import forward_passes as faithfulness_passes
+
         return {
             "counterfactual": {"enabled": bool(self.probes.counterfactual), "fill": self.probes.fill,
                                "forward_passes_per_image": 2 if self.probes.counterfactual else 0},
             "faithfulness": {"samples": len(self.faith_samples), "steps": self.probes.faithfulness_steps,
                              "baseline": self.probes.faithfulness_baseline,
-                             "forward_passes_per_image": 2 * (self.probes.faithfulness_steps + 1)},
+                             "forward_passes_per_image": faithfulness_passes(self.probes.faithfulness_steps)},
             "sanity": {"samples": len(self._sanity_rows)},
             "seconds": self.seconds,
         }

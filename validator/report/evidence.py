@@ -16,6 +16,8 @@ PROBE_ROWS = (
      "standard ResNet-50 on IN-9, 0.2 when trained on Mixed-Rand"),
     ("deletion_auc", "mean", "deletion AUC (hottest pixels removed first)", "lower = more faithful"),
     ("insertion_auc", "mean", "insertion AUC (hottest pixels inserted first)", "higher = more faithful"),
+    ("faithfulness_gain", "mean", "faithfulness gain: the map's insertion - deletion gap minus a random order's",
+     "0 = no better than chance"),
     ("sanity_spearman", "mean", "map vs map with randomised weights (Spearman)", "near 1: the map ignores the model"),
     ("centre_heat", "mean", "heat in the central quarter of the image", "0.25 for a uniform map"),
 )
