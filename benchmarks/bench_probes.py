@@ -29,7 +29,7 @@ Boxes: one per image, ~10 % of the frame (side sqrt(0.1) x image side), seeded r
 
 The "default audit" columns scale each measurement to what ``camgate audit`` with the default policy does on
 200 images (``validator.policy.model.Probes``): counterfactual on all 200, faithfulness on 32, one sanity
-cascade on 32 images with min(8, weighted layers) stages, discovery on the 200 maps; the share is that cost
+cascade on 32 images with min(2, weighted layers) stages (the default policy), discovery on the 200 maps; the share is that cost
 over 200 x the Explainer's per-image cost (the bare explainer, not the audit's slower explain stage). Where
 fewer stages were run than the audit would (ResNet50: ``--resnet-stages``), the cascade is extrapolated by
 the measured seconds of its first stage (one explain pass + one layer re-drawn) per missing stage.
@@ -46,7 +46,7 @@ from _common import ROOT, describe_machine, interleaved, machine, paired_ratio, 
 
 MODELS = ("small_cnn", "resnet50")
 FILLS = ("tile", "mean", "blur", "inpaint")
-AUDIT = {"images": 200, "faithfulness": 32, "sanity_images": 32, "sanity_stages": 8, "grid": 16}
+AUDIT = {"images": 200, "faithfulness": 32, "sanity_images": 32, "sanity_stages": 2, "grid": 16}
 FAITH = "faithfulness (steps 2, vs random order)"  # validator.probes.faithfulness.DEFAULT_STEPS
 PREDICT_BATCH = 64  # the audit's Predictor: max(2 * batch_size, 64) at batch 32
 EXPLAIN_BATCH = 32
@@ -270,7 +270,7 @@ def render(all_results: list[dict]) -> str:
             body.append([res["model"], r["component"], r["per_image_ms"], r["ratio"], r["ratio_paired"], r["call_s"],
                          r["audit_images"] if r["audit_images"] else "-", r["audit_s"], r["audit_share"], r["note"]])
     out += ["Per-image cost (best of k), ratio to the Explainer's per-image cost in the same run, and the default",
-            "audit's spend (200 images; faithfulness on 32; sanity on 32 with min(8, layers) stages) as a share",
+            "audit's spend (200 images; faithfulness on 32; sanity on 32 with min(2, layers) stages) as a share",
             "of 200 x the Explainer's per-image cost:", "",
             table(headers, body, aligns="llrrrrrrrl"), ""]
     for res in all_results:
@@ -300,7 +300,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer images and repetitions (a smoke run)")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated from {', '.join(MODELS)}")
     parser.add_argument("--repeats", type=int, help="rounds per component (overrides the plan)")
-    parser.add_argument("--resnet-stages", type=int, help="sanity stages on ResNet50 (default 2; the audit: 8)")
+    parser.add_argument("--resnet-stages", type=int, help="sanity stages on ResNet50 (default 2, as the audit)")
     parser.add_argument("--json", metavar="OUT", help="also write every measurement as JSON")
     args = parser.parse_args(argv)
     models = [v.strip() for v in args.models.split(",") if v.strip()]

@@ -173,3 +173,14 @@ def test_a_measurably_worse_baseline_is_caught_in_the_right_direction(candidate,
     results = {c["check_id"]: c for c in verdict.to_dict()["checks"]}
     for check in REGRESSION_CHECKS:
         assert results[check["id"]]["outcome"] == outcome, results[check["id"]]["message"]
+
+
+def test_the_verdict_does_not_depend_on_the_number_of_sanity_stages(tmp_path, watermark_model, watermark_set,
+                                                                  by_batch):
+    # The stages nest (each layer is re-drawn from its own seed): the last stage, every layer re-drawn, is
+    # the one the check reads, whether the cascade shows 2 stages (the default) or 8.
+    policy = load_policy(default_policy_path()).to_dict()
+    policy["probes"]["sanity"]["stages"] = 8
+    eight = run(watermark_model, watermark_set["coco"], tmp_path / "eight", policy=policy, batch_size=32)
+    assert len(eight.probes["sanity"]["stages"]) > len(by_batch[32].probes["sanity"]["stages"]) == 2
+    assert_same_verdict(by_batch[32], eight, "8 sanity stages vs 2")

@@ -187,7 +187,7 @@ def _probes(raw: object, source: Source) -> Probes:
         faithfulness_steps=faith.integer("steps", 2, lo=2),  # 1 step has no inner point: no gain to judge
         faithfulness_baseline=faith.choice("baseline", BASELINES, "blur"),
         sanity_samples=sanity.integer("samples", 32, lo=0),
-        sanity_stages=sanity.integer("stages", 8, lo=1),
+        sanity_stages=sanity.integer("stages", 2, lo=1),
         discovery_grid=disc.integer("grid", 16, lo=2),
         max_clusters=disc.integer("max_clusters", 8, lo=1),
     )
