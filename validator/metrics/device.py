@@ -54,6 +54,8 @@ from validator.metrics.geometry import as_boxes, rect_masks
 from validator.metrics.localisation import (
     MAX_RELATIVE_LIFT_AREA,
     MIN_FREE_CORNER,
+    RING_MAX_WIDTH,
+    RING_WIDTH,
     _check_fraction,
     _check_regions,
     _region_rects,
@@ -377,12 +379,7 @@ class DeviceScorer:
         safe_total = tf.where(alive, total, 1.0)
 
         # ------------------------------------------------------------ box masks (pixel-centre rule)
-        cx = tf.range(w, dtype=_F64) + 0.5
-        cy = tf.range(h, dtype=_F64) + 0.5
-        in_x = (cx >= boxes[..., 0, None]) & (cx < boxes[..., 2, None]) & valid[..., None]  # [N, K, W]
-        in_y = (cy >= boxes[..., 1, None]) & (cy < boxes[..., 3, None])  # [N, K, H]
-        cover = tf.einsum("nkh,nkw->nhw", tf.cast(in_y, tf.float32), tf.cast(in_x, tf.float32))
-        in_box = cover > 0
+        in_box = self._union(boxes, valid)
         box_px = tf.reduce_sum(tf.cast(in_box, _F64), axis=[1, 2])  # integer counts, exact in float64
         has_box = box_px > 0
         scored = alive & has_box
@@ -434,6 +431,7 @@ class DeviceScorer:
             "cam_box_iou": only(iou, scored),
             "cam_box_hit": only(iou >= self.iou_hit, scored),
         }
+        out["ring_heat"], out["ring_lift"] = self._ring(heat, in_box, boxes, valid, scored, safe_total)
 
         # ------------------------------------------------------------ region heats (object pixels excluded)
         outside = tf.reshape(1 - in_f, [n, h * w])
@@ -464,6 +462,28 @@ class DeviceScorer:
         for name in ordered:
             out[name] = only(region_heat[name], alive)
         return out
+
+    def _union(self, boxes, valid):
+        """[N, H, W] bool union of the valid boxes (pixel-centre rule, as ``rect_masks``)."""
+        cx = tf.range(self.width, dtype=_F64) + 0.5
+        cy = tf.range(self.height, dtype=_F64) + 0.5
+        in_x = (cx >= boxes[..., 0, None]) & (cx < boxes[..., 2, None]) & valid[..., None]  # [N, K, W]
+        in_y = (cy >= boxes[..., 1, None]) & (cy < boxes[..., 3, None])  # [N, K, H]
+        return tf.einsum("nkh,nkw->nhw", tf.cast(in_y, tf.float32), tf.cast(in_x, tf.float32)) > 0
+
+    def _ring(self, heat, in_box, boxes, valid, scored, safe_total):
+        """``localisation._ring_scores``: the same grown boxes (same float64 operations), so the same pixels."""
+        h, w = self.height, self.width
+        grow = tf.minimum(RING_WIDTH * ((boxes[..., 2] - boxes[..., 0]) + (boxes[..., 3] - boxes[..., 1])),
+                          tf.constant(RING_MAX_WIDTH * min(h, w), _F64))
+        grown = tf.stack([boxes[..., 0] - grow, boxes[..., 1] - grow, boxes[..., 2] + grow, boxes[..., 3] + grow],
+                         axis=-1)
+        ring = self._union(grown, valid) & ~in_box
+        ring_px = tf.reduce_sum(tf.cast(ring, _F64), axis=[1, 2])
+        share = tf.cast(tf.reduce_sum(heat * tf.cast(ring, self.dtype), axis=[1, 2]), _F64) / safe_total
+        ok = scored & (ring_px > 0)
+        lift = share / tf.where(ok, _exact_div(ring_px, float(h * w)), 1.0)
+        return tf.where(ok, share, np.nan), tf.where(ok, lift, np.nan)
 
     def _rank_accuracy(self, heat, in_box, box_px, n):
         """``localisation._rank_accuracy``: the cut is the max(K, 1)-th largest value; ties at it shared."""

@@ -31,6 +31,16 @@ MAX_RELATIVE_LIFT_AREA = 0.99
 POINTING_TOLERANCE_PX = 15.0
 POINTING_REFERENCE_SIZE = 224.0
 
+# The ring around each object box (``ring_heat`` / ``ring_lift``): a mark *beside* the object pulls heat
+# just outside the box, where the box score cannot see it and the corner score does not look. The ring is
+# the box grown by half its mean side, (w + h) / 4 (a mark touching the object sits within about half an
+# object of its edge, and the width scales with the object, so a 2% and a 50% box get the same relative
+# neighbourhood), capped at 1/8 of the frame's shorter side (the corner size: the ring of a 50% object stays
+# its neighbourhood instead of becoming the whole background, which ``lift`` already measures), clipped to the
+# frame, minus every object pixel.
+RING_WIDTH = 0.25  # x (w + h) of the box
+RING_MAX_WIDTH = 0.125  # x min(H, W)
+
 
 def default_pointing_tolerance(height: int, width: int) -> float:
     """15 px at 224 px, scaled linearly with the larger image side."""
@@ -120,6 +130,27 @@ def largest_component_box(heat: np.ndarray, cam_threshold: float) -> np.ndarray:
     j = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))  # label 0 is the background
     x, y = stats[j, cv2.CC_STAT_LEFT], stats[j, cv2.CC_STAT_TOP]
     return np.array([x, y, x + stats[j, cv2.CC_STAT_WIDTH], y + stats[j, cv2.CC_STAT_HEIGHT]], dtype=np.float64)
+
+
+def ring_rects(padded: np.ndarray, height: int, width: int) -> np.ndarray:
+    """[N, K, 4] boxes grown by their ring width (see ``RING_WIDTH``); padding rows (+inf) stay empty (NaN)."""
+    with np.errstate(invalid="ignore"):  # inf - inf = NaN: a padding row covers nothing either way
+        grow = np.minimum(RING_WIDTH * ((padded[..., 2] - padded[..., 0]) + (padded[..., 3] - padded[..., 1])),
+                          RING_MAX_WIDTH * min(height, width))
+        return np.stack([padded[..., 0] - grow, padded[..., 1] - grow, padded[..., 2] + grow,
+                         padded[..., 3] + grow], axis=-1)
+
+
+def _ring_scores(heat, in_box, padded, scored, safe_total) -> tuple[np.ndarray, np.ndarray]:
+    """(ring_heat, ring_lift): heat share of the ring around the objects, and that share over its area share."""
+    height, width = in_box.shape[1:]
+    ring = rect_masks(ring_rects(padded, height, width), height, width) & ~in_box
+    ring_px = ring.sum(axis=(1, 2))
+    share = np.sum(heat, axis=(1, 2), where=ring) / safe_total
+    ok = scored & (ring_px > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lift = share / (ring_px / float(height * width))
+    return np.where(ok, share, np.nan), np.where(ok, lift, np.nan)
 
 
 def _region_rects(height, width, corner_fraction, regions) -> dict[str, np.ndarray]:
@@ -215,6 +246,7 @@ def score_maps(
         "cam_box_iou": iou,
         "cam_box_hit": only(iou >= iou_hit, scored),
     }
+    out["ring_heat"], out["ring_lift"] = _ring_scores(heat, in_box, padded, scored, safe_total)
 
     outside = ~in_box
     region_heat = {}

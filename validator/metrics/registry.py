@@ -78,6 +78,12 @@ _ENTRIES = [
     _info("cam_box_iou", True, 0, 1, CONTINUOUS, True,
           "IoU of the bounding box of the largest component of H >= t * max(H) with the best-matching box."),
     _info("cam_box_hit", True, 0, 1, BOOLEAN, True, "1 when cam_box_iou >= the IoU threshold (0.5 by default)."),
+    _info("ring_heat", False, 0, 1, CONTINUOUS, True,
+          "Share of heat in the ring just outside the object boxes: each box grown by (w + h) / 4, at most 1/8 "
+          "of the frame's shorter side, minus every object pixel (a mark beside the object)."),
+    _info("ring_lift", False, 0, math.inf, CONTINUOUS, True,
+          "ring_heat / the ring's share of the frame: 1 = a uniform map; a mark beside the object lifts it. "
+          "NaN when the ring is empty (the objects fill the frame)."),
     *[
         _info(f"corner_heat_{c}", False, 0, 1, CONTINUOUS, False,
               f"Share of heat in the {c} corner rectangle, excluding object pixels (watermark probe).")
