@@ -126,6 +126,14 @@ _ENTRIES = [
           "another class's (BG-gap, Xiao et al. 2020).", PROBE),
     _info("confidence_drop", None, -1, 1, CONTINUOUS, True,
           "True-class probability on the image minus on the background-only image.", PROBE),
+    # hot spots confirmed by ablation (validator.probes.hotspot): forward passes on altered images
+    _info("hotspot_drop", False, -1, 1, CONTINUOUS, False,
+          "Explained-class probability with an equal-area random background region filled minus with the "
+          "hottest connected region outside the object filled: ~0 when the model ignores what the map's hot "
+          "spot shows, large when it reads a mark there (off the central quarter without boxes).", PROBE),
+    _info("hotspot_flip", False, -1, 1, CONTINUOUS, False,
+          "1 when filling the hot spot turns a correct prediction wrong and filling the random region does "
+          "not, -1 for the reverse, 0 otherwise: its mean is the accuracy the hot spot alone holds.", PROBE),
     # faithfulness (validator.probes.faithfulness): on a sample of the rows
     _info("deletion_auc", False, 0, 1, CONTINUOUS, False,
           "Area under the true-class probability as the hottest pixels are removed (Petsiuk et al. 2018): "

@@ -15,6 +15,7 @@ from validator.errors import CamgateError
 
 COUNTERFACTUAL_COLUMNS = ("bg_only_correct", "bg_only_skill", "bg_only_confidence", "object_only_correct",
                           "bg_gap", "confidence_drop")
+HOTSPOT_COLUMNS = ("hotspot_drop", "hotspot_flip")
 FAITHFULNESS_COLUMNS = ("deletion_auc", "insertion_auc", "faithfulness_gap", "faithfulness_gain")
 SANITY_COLUMN = "sanity_spearman"
 
@@ -27,7 +28,7 @@ class ProbeRunner:
         self.loaded, self.probes, self.seed = loaded, probes, int(seed)
         self.samples, self.preprocess = samples, preprocess
         self.method, self.layer, self.batch_size, self.options = method, layer, batch_size, dict(options or {})
-        self.seconds = {"counterfactual": 0.0, "faithfulness": 0.0, "sanity": 0.0}
+        self.seconds = {"counterfactual": 0.0, "hotspot": 0.0, "faithfulness": 0.0, "sanity": 0.0}
         self.predictor = None
         if probes.counterfactual or probes.faithfulness_samples:
             from validator.explain.predict import Predictor
@@ -54,7 +55,8 @@ class ProbeRunner:
 
     def on_batch(self, batch, class_ids: np.ndarray, labelled: np.ndarray, result) -> dict[str, np.ndarray]:
         n = len(batch.indices)
-        columns = {name: np.full(n, np.nan) for name in (*COUNTERFACTUAL_COLUMNS, *FAITHFULNESS_COLUMNS)}
+        columns = {name: np.full(n, np.nan) for name in (*COUNTERFACTUAL_COLUMNS, *HOTSPOT_COLUMNS,
+                                                         *FAITHFULNESS_COLUMNS)}
         since = time.perf_counter()
         if self.probes.counterfactual:
             from validator.probes.counterfactual import probe_scores
@@ -66,6 +68,10 @@ class ProbeRunner:
                 columns[name] = np.where(labelled, scores[name], np.nan)
         now = time.perf_counter()
         self.seconds["counterfactual"] += now - since
+        if self.probes.counterfactual:
+            columns.update(self._hotspot(batch, class_ids, labelled, result))
+        since, now = now, time.perf_counter()
+        self.seconds["hotspot"] += now - since
         picked = np.array([i for i, index in enumerate(batch.indices)
                            if int(index) in self.faith_samples and labelled[i] and not result.dead[i]], dtype=int)
         if len(picked):
@@ -90,6 +96,24 @@ class ProbeRunner:
         self._rows += n
         self._batches += 1
         return columns
+
+    def _hotspot(self, batch, class_ids, labelled, result) -> dict[str, np.ndarray]:
+        """Hot spot vs random region filled (validator.probes.hotspot), on the labelled rows with a live map."""
+        from validator.probes.hotspot import hotspot_scores
+
+        rows = np.flatnonzero(labelled & ~np.asarray(result.dead, dtype=bool))
+        out = {name: np.full(len(batch.indices), np.nan) for name in HOTSPOT_COLUMNS}
+        if not len(rows):
+            return out
+        # the random region is seeded by the run seed and the sample's index in the whole set: batch-independent
+        scores = hotspot_scores(self.predictor, batch.images[rows], result.maps[rows], class_ids[rows],
+                                [batch.boxes[i] for i in rows], fill=self.probes.fill, seed=self.seed,
+                                sample_ids=np.asarray(batch.indices)[rows],
+                                original_probabilities=result.probabilities[rows],
+                                multi_label=self.loaded.multi_label)
+        for name in HOTSPOT_COLUMNS:
+            out[name][rows] = scores[name]
+        return out
 
     def _donor_images(self, batch) -> tuple:
         """The batch's Mixed-Rand donors, decoded like the batch (donor_images, donor_boxes, has_donor)."""
@@ -143,6 +167,8 @@ class ProbeRunner:
         return {
             "counterfactual": {"enabled": bool(self.probes.counterfactual), "fill": self.probes.fill,
                                "forward_passes_per_image": 2 if self.probes.counterfactual else 0},
+            "hotspot": {"enabled": bool(self.probes.counterfactual),
+                        "forward_passes_per_image": 2 if self.probes.counterfactual else 0},
             "faithfulness": {"samples": len(self.faith_samples), "steps": self.probes.faithfulness_steps,
                              "baseline": self.probes.faithfulness_baseline,
                              "forward_passes_per_image": faithfulness_passes(self.probes.faithfulness_steps)},
