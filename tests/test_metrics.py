@@ -348,7 +348,7 @@ def test_registry_covers_every_column_with_the_right_direction():
     assert {n for n, m in METRICS.items() if m.source != "heatmap"} == {
         "correct", "confidence", "bg_only_correct", "bg_only_skill", "bg_only_confidence", "object_only_correct",
         "bg_gap", "confidence_drop", "deletion_auc", "insertion_auc", "faithfulness_gap", "faithfulness_gain",
-        "sanity_spearman"}
+        "sanity_spearman", "hotspot_drop", "hotspot_flip"}
 
 
 def test_unknown_metric_suggests_a_close_name():
