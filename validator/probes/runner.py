@@ -44,6 +44,8 @@ class ProbeRunner:
         rng = np.random.default_rng(self.seed)
         self.faith_samples = set(rng.permutation(labelled)[: probes.faithfulness_samples].tolist())
         self.sanity_samples = set(rng.permutation(labelled)[: probes.sanity_samples].tolist())
+        # a seeded subset of the whole set, like faithfulness: the cost stays flat in the set's size
+        self.hotspot_samples = set(rng.permutation(labelled)[: probes.hotspot_samples].tolist())
         self._sanity_images: list[np.ndarray] = []
         self._sanity_classes: list[int] = []
         self._sanity_rows: list[int] = []
@@ -68,7 +70,7 @@ class ProbeRunner:
                 columns[name] = np.where(labelled, scores[name], np.nan)
         now = time.perf_counter()
         self.seconds["counterfactual"] += now - since
-        if self.probes.counterfactual:
+        if self.probes.counterfactual and self.hotspot_samples:
             columns.update(self._hotspot(batch, class_ids, labelled, result))
         since, now = now, time.perf_counter()
         self.seconds["hotspot"] += now - since
@@ -101,7 +103,8 @@ class ProbeRunner:
         """Hot spot vs random region filled (validator.probes.hotspot), on the labelled rows with a live map."""
         from validator.probes.hotspot import hotspot_scores
 
-        rows = np.flatnonzero(labelled & ~np.asarray(result.dead, dtype=bool))
+        chosen = np.array([int(i) in self.hotspot_samples for i in batch.indices], dtype=bool)
+        rows = np.flatnonzero(chosen & labelled & ~np.asarray(result.dead, dtype=bool))
         out = {name: np.full(len(batch.indices), np.nan) for name in HOTSPOT_COLUMNS}
         if not len(rows):
             return out
@@ -167,7 +170,7 @@ class ProbeRunner:
         return {
             "counterfactual": {"enabled": bool(self.probes.counterfactual), "fill": self.probes.fill,
                                "forward_passes_per_image": 2 if self.probes.counterfactual else 0},
-            "hotspot": {"enabled": bool(self.probes.counterfactual),
+            "hotspot": {"enabled": bool(self.probes.counterfactual), "samples": len(self.hotspot_samples),
                         "forward_passes_per_image": 2 if self.probes.counterfactual else 0},
             "faithfulness": {"samples": len(self.faith_samples), "steps": self.probes.faithfulness_steps,
                              "baseline": self.probes.faithfulness_baseline,
