@@ -356,7 +356,9 @@ def probe_scores(
     if donors is None:
         mixed, donor = _object_only(arr, masks, ids, fill, seed, background=background)
     else:
-        mixed, donor = _paste_on_donors(arr, masks, *donors, fill)
+        donor_images, donor_boxes, has_donor, *donor_masks = donors  # the donors' masks are optional
+        mixed, donor = _paste_on_donors(arr, masks, donor_images, donor_boxes, has_donor, fill,
+                                        donor_masks[0] if donor_masks else None)
     rows = np.arange(n)
     # A copy: a predict that preprocesses in place (keras.applications' preprocess_input does) must not
     # change the caller's images.
