@@ -114,6 +114,33 @@ def test_background_only_fills_the_mask_pixels_only():
     assert np.all(boxed[0][2:18, 2:18] == 10.0)
 
 
+def test_mixed_rand_pastes_the_mask_onto_the_donor_with_its_mask_removed():
+    from validator.probes.counterfactual import probe_scores
+
+    mask = diagonal()
+    images = np.full((1, SIZE, SIZE, 3), 10.0, np.float32)
+    images[0][mask] = 200.0
+    donor = np.full((1, SIZE, SIZE, 3), 50.0, np.float32)
+    donor[0, 2:18, 2:18] = 70.0  # the donor's box background
+    donor[0][mask] = 90.0  # the donor's own object, on the same diagonal
+    in_box = np.zeros((SIZE, SIZE), bool)
+    in_box[2:18, 2:18] = True
+    seen = []
+
+    def predict(batch):
+        seen.append(batch.copy())
+        return np.tile([[0.9, 0.1]], (len(batch), 1))
+
+    probe_scores(predict, images, [BOX], [0], 2, fill="mean", masks=[mask],
+                 donors=(donor, [BOX], np.array([True]), [mask]))
+    background, mixed = seen[-2][0], seen[-1][0]
+    assert np.all(background == 10.0)
+    # the recipient's object on the donor's background, where only the donor's mask was removed: the donor's
+    # box background (70) stays, which a box fill would have replaced
+    assert np.all(mixed[mask] == 200.0)
+    assert np.all(mixed[in_box & ~mask] == 70.0) and np.all(mixed[~in_box] == 50.0)
+
+
 # ---------------------------------------------------------------------------------------------- the readers
 
 
