@@ -162,6 +162,7 @@ def _host_scores(maps, batch, regions) -> dict:
 
     scores = score_maps(maps, batch.boxes, regions=regions or None, masks=batch.masks)
     scores["centre_heat"] = centre_heat(maps)
+    scores["object_area"] = scores.pop("object_area")  # last, where the device path adds it: one column order
     return scores
 
 
