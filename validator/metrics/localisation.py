@@ -106,9 +106,13 @@ _MAX_DIRECT_PEAKS = 64
 
 
 def _far_from_mask(mask, rows, cols, tolerance) -> np.ndarray:
-    if len(rows) > _MAX_DIRECT_PEAKS:
-        return ~near_mask(mask, tolerance)[rows, cols]
-    return mask_distances(mask, np.stack([cols + 0.5, rows + 0.5], axis=1)) > tolerance
+    """Per maximum, True when it misses the mask; only whether any misses counts (see ``_pointing``)."""
+    far = np.zeros(len(rows), bool)
+    head = slice(0, _MAX_DIRECT_PEAKS)
+    far[head] = mask_distances(mask, np.stack([cols[head] + 0.5, rows[head] + 0.5], axis=1)) > tolerance
+    if len(rows) > _MAX_DIRECT_PEAKS and not far.any():  # a flat map usually misses early; else dilate once
+        far = ~near_mask(mask, tolerance)[rows, cols]
+    return far
 
 
 def _rank_accuracy(heat, in_box, box_px) -> np.ndarray:
