@@ -187,10 +187,11 @@ def make_arrays(
 
 
 def write_dataset(
-    out_dir: str | Path, n: int, *, formats: Sequence[str] = ("coco",), **make_arrays_kwargs
+    out_dir: str | Path, n: int, *, formats: Sequence[str] = ("coco",), segmentation: bool = False,
+    **make_arrays_kwargs
 ) -> SyntheticSet:
     """Draw ``n`` images with :func:`make_arrays` and write them under ``out_dir`` (:func:`write_arrays`)."""
-    return write_arrays(out_dir, make_arrays(n, **make_arrays_kwargs), formats=formats)
+    return write_arrays(out_dir, make_arrays(n, **make_arrays_kwargs), formats=formats, segmentation=segmentation)
 
 
 def write_arrays(
@@ -201,6 +202,7 @@ def write_arrays(
     bit_depth: int = 8,
     info: dict | None = None,
     supercategory: str = "shape",
+    segmentation: bool = False,
 ) -> SyntheticSet:
     """Write annotated arrays (from this module or another family sharing :class:`SyntheticArrays`).
 
@@ -215,6 +217,8 @@ def write_arrays(
       coordinates as in the arrays: 0-based, xmax/ymax exclusive).
 
     ``info`` adds entries to the COCO ``info`` record; ``supercategory`` names the COCO categories' group.
+    ``segmentation``: each COCO annotation also carries its drawn mask as a compressed RLE (pycocotools), so
+    an audit scores the object's pixels rather than its box.
     """
     unknown = set(formats) - set(FORMATS)
     if unknown:
@@ -238,7 +242,7 @@ def write_arrays(
 
     written: dict[str, Path] = {}
     if "coco" in formats:
-        written["coco_path"] = _write_coco(root, names, arrays, info, supercategory)
+        written["coco_path"] = _write_coco(root, names, arrays, info, supercategory, segmentation)
     if "voc" in formats:
         written["voc_dir"] = _write_voc(root, names, image_paths, arrays)
     if "csv" in formats:
@@ -431,6 +435,7 @@ def _write_coco(
     arrays: SyntheticArrays,
     info: dict | None = None,
     supercategory: str = "shape",
+    segmentation: bool = False,
 ) -> Path:
     size = arrays.image_size
     images, annotations = [], []
@@ -445,6 +450,7 @@ def _write_coco(
                 "bbox": [x0, y0, x1 - x0, y1 - y0],
                 "area": (x1 - x0) * (y1 - y0),
                 "iscrowd": 0,
+                **({"segmentation": _rle(arrays.masks[i])} if segmentation else {}),
             }
         )
     document = {
@@ -465,6 +471,13 @@ def _write_coco(
     path = root / "annotations.json"
     path.write_text(json.dumps(document, indent=1))
     return path
+
+
+def _rle(mask: np.ndarray) -> dict:
+    from pycocotools import mask as coco_mask
+
+    rle = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
 def _write_voc(root: Path, names: list[str], image_paths: Sequence[Path], arrays: SyntheticArrays) -> Path:

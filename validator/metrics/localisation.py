@@ -9,6 +9,10 @@ Every column is a float array [N] (booleans as 0.0 / 1.0) with NaN where the sco
 
 Region heats (corners, border, named regions) exclude object pixels and need no box: without one there
 is nothing to exclude.
+
+``masks`` (optional, one per sample, None where a sample has only boxes): the object region is the mask
+instead of the union of the boxes for every score but ``area`` and the CAM-box IoU, which stay the boxes'
+(the area bins and the IoU need a box); ``object_area`` is then the A of the formulas (the mask's share).
 """
 
 from __future__ import annotations
@@ -19,7 +23,16 @@ import cv2
 import numpy as np
 
 from validator.errors import UsageError
-from validator.metrics.geometry import as_boxes, best_iou, distance_to_boxes, pad_boxes, rect_masks
+from validator.metrics.geometry import (
+    as_boxes,
+    best_iou,
+    distance_to_boxes,
+    mask_distances,
+    near_mask,
+    pad_boxes,
+    rect_masks,
+    with_object_masks,
+)
 from validator.metrics.registry import CORNERS, REGION_PREFIX
 
 # A corner whose free (non-object) part is below this share of the corner has too few pixels for its lift.
@@ -78,8 +91,9 @@ def _check_regions(regions: Mapping[str, Sequence[float]] | None) -> dict[str, n
     return checked
 
 
-def _pointing(heat, alive, padded, tolerance) -> np.ndarray:
-    """1.0 when every pixel attaining the map's maximum has its centre within `tolerance` of a box.
+def _pointing(heat, alive, padded, tolerance, masks=None) -> np.ndarray:
+    """1.0 when every pixel attaining the map's maximum has its centre within `tolerance` of a box (of the
+    sample's mask, where it has one).
 
     Tie rule: all tied maxima must hit, so a flat map (or one with equal peaks on and off the object)
     is not credited with a hit it did not single out.
@@ -90,8 +104,25 @@ def _pointing(heat, alive, padded, tolerance) -> np.ndarray:
     idx_n, idx_r, idx_c = np.nonzero(is_max)
     centres = np.stack([idx_c + 0.5, idx_r + 0.5], axis=1)
     far = distance_to_boxes(centres, padded[idx_n]) > tolerance
+    for i, mask in enumerate(masks or ()):
+        if mask is not None:
+            far[idx_n == i] = _far_from_mask(mask, idx_r[idx_n == i], idx_c[idx_n == i], tolerance)
     misses = np.bincount(idx_n[far], minlength=n)
     return (misses == 0).astype(np.float64)
+
+
+# Above this many tied maxima, one dilation of the mask is cheaper than a distance per maximum and pixel.
+_MAX_DIRECT_PEAKS = 64
+
+
+def _far_from_mask(mask, rows, cols, tolerance) -> np.ndarray:
+    """Per maximum, True when it misses the mask; only whether any misses counts (see ``_pointing``)."""
+    far = np.zeros(len(rows), bool)
+    head = slice(0, _MAX_DIRECT_PEAKS)
+    far[head] = mask_distances(mask, np.stack([cols[head] + 0.5, rows[head] + 0.5], axis=1)) > tolerance
+    if len(rows) > _MAX_DIRECT_PEAKS and not far.any():  # a flat map usually misses early; else dilate once
+        far = ~near_mask(mask, tolerance)[rows, cols]
+    return far
 
 
 def _rank_accuracy(heat, in_box, box_px) -> np.ndarray:
@@ -179,6 +210,7 @@ def score_maps(
     pointing_tolerance: float | None = None,
     cam_threshold: float = 0.2,
     iou_hit: float = 0.5,
+    masks: Sequence[np.ndarray | None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Score a batch of heatmaps [N, H, W] against per-sample boxes (each [k, 4], k may be 0).
 
@@ -208,7 +240,10 @@ def score_maps(
     safe_total = np.where(alive, total, 1.0)
 
     padded = pad_boxes(boxes)
-    in_box = rect_masks(padded, height, width)
+    box_area = rect_masks(padded, height, width).sum(axis=(1, 2)) / float(height * width)
+    in_box = with_object_masks(rect_masks(padded, height, width), masks)  # the object region, mask or boxes
+    # per sample, its validated mask (None: boxes), for the distances that need a mask rather than rectangles
+    masks = None if masks is None else [in_box[i] if m is not None else None for i, m in enumerate(masks)]
     box_px = in_box.sum(axis=(1, 2))
     has_box = box_px > 0
     scored = alive & has_box  # map-derived box scores exist only here
@@ -227,6 +262,9 @@ def score_maps(
 
     centre = np.tile([[width / 2.0, height / 2.0]], (n, 1))
     center_hit = distance_to_boxes(centre, padded) <= pointing_tolerance
+    for i, mask in enumerate(masks or ()):
+        if mask is not None:
+            center_hit[i] = mask_distances(mask, centre[:1])[0] <= pointing_tolerance
 
     iou = np.full(n, np.nan)
     for i in np.flatnonzero(scored):  # connected components have no batched form
@@ -234,13 +272,13 @@ def score_maps(
 
     out = {
         "dead": dead.astype(np.float64),
-        "area": only(area, has_box),
+        "area": only(box_area if masks is not None else area, has_box),
         "energy": only(energy, scored),
         "lift": only(lift, scored),
         "excess": only(energy - area, scored),
         "chance_corrected": only(chance, scored & (box_px < height * width)),
         "relative_lift": only(relative, scored & (area < MAX_RELATIVE_LIFT_AREA)),
-        "pointing_hit": only(_pointing(heat, scored, padded, pointing_tolerance), scored),
+        "pointing_hit": only(_pointing(heat, scored, padded, pointing_tolerance, masks), scored),
         "center_hit": only(center_hit, has_box),
         "rank_accuracy": only(_rank_accuracy(heat, in_box, box_px), scored),
         "cam_box_iou": iou,
@@ -276,6 +314,8 @@ def score_maps(
     region_heat["corner_lift_max"] = np.where(
         any_usable, np.max(np.where(np.isfinite(stacked), stacked, -np.inf), axis=0), np.nan)
 
+    if masks is not None:  # the column exists only when asked for, so the device scorer's columns stay the same
+        out["object_area"] = only(area, has_box)
     ordered = [*corner_cols, "corner_heat_max", *lift_cols, "corner_lift_max", "border_heat",
                *(k for k in region_heat if k.startswith(REGION_PREFIX))]
     for name in ordered:

@@ -59,6 +59,9 @@ _ENTRIES = [
           "1 when the map sums to <= 0 or holds a non-finite value: no explanation (never counts as a pass)."),
     _info("area", None, 0, 1, CONTINUOUS, True,
           "A = |B| / |image|: share of the image covered by the union of the object boxes."),
+    _info("object_area", None, 0, 1, CONTINUOUS, True,
+          "|object| / |image|: the object region's share, the A of energy and lift (the mask's where the sample "
+          "has one, else equal to area)."),
     _info("energy", True, 0, 1, CONTINUOUS, True,
           "E = sum(H * B) / sum(H): share of heat inside the boxes (energy pointing game, relevance mass)."),
     _info("lift", True, 0, math.inf, CONTINUOUS, True,

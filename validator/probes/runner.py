@@ -65,7 +65,8 @@ class ProbeRunner:
 
             scores = probe_scores(self.predictor, batch.images, batch.boxes, class_ids, self.loaded.num_classes,
                                   fill=self.probes.fill, original_probabilities=result.probabilities,
-                                  multi_label=self.loaded.multi_label, donors=self._donor_images(batch))
+                                  multi_label=self.loaded.multi_label, donors=self._donor_images(batch),
+                                  masks=batch.masks)
             for name in COUNTERFACTUAL_COLUMNS:
                 columns[name] = np.where(labelled, scores[name], np.nan)
         now = time.perf_counter()
@@ -119,22 +120,23 @@ class ProbeRunner:
         return out
 
     def _donor_images(self, batch) -> tuple:
-        """The batch's Mixed-Rand donors, decoded like the batch (donor_images, donor_boxes, has_donor)."""
+        """The batch's Mixed-Rand donors, decoded like the batch (donor_images, donor_boxes, has_donor, donor_masks)."""
         from validator.data.pipeline import load_samples
 
         donor = self.donors[np.asarray(batch.indices, dtype=np.int64)]
         has = donor >= 0
         images = np.zeros_like(batch.images)
         boxes = [np.zeros((0, 4))] * len(donor)
-        picked, picked_boxes, ok = load_samples([self.samples[j] for j in donor[has]],
-                                                input_size=self.loaded.input_size,
-                                                channels=self.loaded.input_channels, preprocess=self.preprocess)
+        masks = [None] * len(donor)
+        picked, picked_boxes, ok, picked_masks = load_samples(
+            [self.samples[j] for j in donor[has]], input_size=self.loaded.input_size,
+            channels=self.loaded.input_channels, preprocess=self.preprocess, masks=True)
         where = np.flatnonzero(has)
         images[where] = picked
         for k, i in enumerate(where):
-            boxes[i] = picked_boxes[k]
+            boxes[i], masks[i] = picked_boxes[k], picked_masks[k]
         has[where] = ok  # a donor that cannot be read leaves its recipient unprobed (NaN), never another donor
-        return images, boxes, has
+        return images, boxes, has, masks
 
     def _chunk(self, batch) -> int:
         # a seed per chunk of the whole set (not per batch seen): a shard draws what a single process draws
