@@ -57,7 +57,8 @@ _REPO_ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def control_cache_dir() -> Path:
     env = os.environ.get("CAMGATE_CACHE")
-    return Path(env) if env else _REPO_ROOT / ".camgate-cache"
+    # absolute: a test that changes the working folder must still find the models
+    return Path(env).resolve() if env else _REPO_ROOT / ".camgate-cache"
 
 
 @pytest.fixture(scope="session")
