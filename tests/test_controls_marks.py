@@ -31,3 +31,16 @@ def test_clean_model_passes_the_edge_check(tmp_path, clean_model, heldout_coco, 
     edge = _overall(verdict, "edge-heat")
     assert edge["outcome"] == "PASS" and edge["compared"] < 2.0, edge["message"]
     assert verdict.status in ("PASS", "WARN")
+
+
+def test_partial_edge_strip_fails_on_edge_heat(tmp_path, control_cache_dir, heldout_coco):
+    """Item 5: the strip agrees with the label 90% of the time and the shape always; the model uses both
+    (above chance without the strip, better with it). Trained once (~30 s), cached."""
+    from validator.datasets.controls import train_control
+
+    model = train_control("edge_strip", seed=0, cue_strength=0.9, epochs=10, cache_dir=control_cache_dir)
+    assert model.counterfactual_accuracy > 0.53 and model.reliance >= 0.2
+    data = heldout_coco("edge_strip", n=200, seed=HELDOUT_SEED)
+    verdict = audit(str(model.path), str(data.coco_path), out=tmp_path / "report")
+    edge = _overall(verdict, "edge-heat")
+    assert edge["outcome"] == "FAIL" and "the evidence sits along the top edge" in edge["message"]
