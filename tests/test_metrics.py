@@ -333,7 +333,8 @@ def test_registry_covers_every_column_with_the_right_direction():
               "faithfulness_gain"}
     lower = {"corner_heat_tl", "corner_heat_tr", "corner_heat_bl", "corner_heat_br", "corner_heat_max",
              "corner_lift_tl", "corner_lift_tr", "corner_lift_bl", "corner_lift_br", "corner_lift_max",
-             "border_heat", "region_wm", "dead"}
+             "border_heat", "region_wm", "dead", "edge_lift_top", "edge_lift_bottom", "edge_lift_left",
+             "edge_lift_right", "edge_lift_max"}
     informational = {"area", "object_area", "center_hit", "confidence", "centre_heat", "confidence_drop"}
     assert {n for n, m in METRICS.items() if m.higher_is_better is True} == higher
     assert {n for n in METRICS if METRICS[n].higher_is_better is None} == informational

@@ -52,6 +52,7 @@ from validator._tf import tf
 from validator.errors import UsageError
 from validator.metrics.geometry import as_boxes, rect_masks
 from validator.metrics.localisation import (
+    LIFT_PREFIXES,
     MAX_RELATIVE_LIFT_AREA,
     MIN_FREE_CORNER,
     RING_MAX_WIDTH,
@@ -61,7 +62,7 @@ from validator.metrics.localisation import (
     _region_rects,
     default_pointing_tolerance,
 )
-from validator.metrics.registry import CORNERS, REGION_PREFIX
+from validator.metrics.registry import CORNERS, EDGES, REGION_PREFIX
 
 _F64 = tf.float64
 
@@ -320,7 +321,7 @@ class DeviceScorer:
         # Fixed rectangles (corners, user regions, the border band) are host constants, built with the very
         # functions score_maps uses: [H*W, R] 0/1 columns for one matmul per batch.
         h, w = self.height, self.width
-        rects = _region_rects(h, w, self.corner_fraction, self.regions)
+        rects = _region_rects(h, w, self.corner_fraction, self.regions, self.border_fraction)
         bw, bh = self.border_fraction * w, self.border_fraction * h
         band = ~rect_masks(np.array([[bw, bh, w - bw, h - bh]]), h, w)
         self._region_names = [*rects, "border_heat"]
@@ -439,26 +440,25 @@ class DeviceScorer:
         sums = tf.cast(tf.matmul(tf.reshape(heat, [n, h * w]) * outside, matrix), _F64) / safe_total[:, None]
         free_px = tf.math.round(tf.cast(tf.matmul(outside, matrix), _F64))  # integer counts
         region_heat = {}
-        corner_lift = {}
+        lifts = {}
         for j, name in enumerate(self._region_names):
             region_heat[name] = sums[:, j]
-            if name.startswith("corner_heat_"):
+            prefix = next((p for p in LIFT_PREFIXES if name.startswith(p)), None)
+            if prefix is not None:
                 usable = free_px[:, j] >= MIN_FREE_CORNER * self._region_px[j]
                 share = _exact_div(free_px[:, j], image_px)
-                corner_lift[name.replace("corner_heat_", "corner_lift_")] = tf.where(
+                lifts[name.replace(prefix, LIFT_PREFIXES[prefix])] = tf.where(
                     usable, region_heat[name] / share, np.nan)
         corner_cols = [f"corner_heat_{c}" for c in CORNERS]
         region_heat["corner_heat_max"] = tf.reduce_max(
             tf.stack([tf.zeros([n], _F64)] + [region_heat[c] for c in corner_cols], axis=0), axis=0)
         lift_cols = [f"corner_lift_{c}" for c in CORNERS]
-        stacked = tf.stack([corner_lift[c] for c in lift_cols], axis=0)
-        finite_lift = tf.math.is_finite(stacked)
-        region_heat.update(corner_lift)
-        region_heat["corner_lift_max"] = tf.where(
-            tf.reduce_any(finite_lift, axis=0),
-            tf.reduce_max(tf.where(finite_lift, stacked, -np.inf), axis=0), np.nan)
+        edge_cols = [f"edge_lift_{e}" for e in EDGES]
+        region_heat.update(lifts)
+        region_heat["corner_lift_max"] = _finite_max(tf.stack([lifts[c] for c in lift_cols], axis=0))
+        region_heat["edge_lift_max"] = _finite_max(tf.stack([lifts[c] for c in edge_cols], axis=0))
         ordered = [*corner_cols, "corner_heat_max", *lift_cols, "corner_lift_max", "border_heat",
-                   *(k for k in region_heat if k.startswith(REGION_PREFIX))]
+                   *edge_cols, "edge_lift_max", *(k for k in region_heat if k.startswith(REGION_PREFIX))]
         for name in ordered:
             out[name] = only(region_heat[name], alive)
         return out
@@ -501,6 +501,13 @@ class DeviceScorer:
         n_hotter, n_tied = count(hotter), count(tied)
         hit = count(hotter & inside) + (k - n_hotter) * count(tied & inside) / tf.maximum(n_tied, 1.0)
         return hit / k
+
+
+def _finite_max(stacked):
+    """``localisation._finite_max``: per column of [R, N], the largest finite value; NaN where none is."""
+    finite = tf.math.is_finite(stacked)
+    return tf.where(tf.reduce_any(finite, axis=0),
+                    tf.reduce_max(tf.where(finite, stacked, -np.inf), axis=0), np.nan)
 
 
 def _order_keys(values, layout):

@@ -7,8 +7,8 @@ Every column is a float array [N] (booleans as 0.0 / 1.0) with NaN where the sco
 * a dead map (sum <= 0 or any non-finite value) gets NaN for every map-derived score and ``dead`` = 1;
 * a sample whose boxes cover no pixel centre (k = 0, or slivers) gets NaN for every ``needs_box`` score.
 
-Region heats (corners, border, named regions) exclude object pixels and need no box: without one there
-is nothing to exclude.
+Region heats (corners, edges, border, named regions) exclude object pixels and need no box: without one
+there is nothing to exclude.
 
 ``masks`` (optional, one per sample, None where a sample has only boxes): the object region is the mask
 instead of the union of the boxes for every score but ``area`` and the CAM-box IoU, which stay the boxes'
@@ -33,10 +33,13 @@ from validator.metrics.geometry import (
     rect_masks,
     with_object_masks,
 )
-from validator.metrics.registry import CORNERS, REGION_PREFIX
+from validator.metrics.registry import CORNERS, EDGES, REGION_PREFIX
 
-# A corner whose free (non-object) part is below this share of the corner has too few pixels for its lift.
+# A corner (or edge band) whose free (non-object) part is below this share of it has too few pixels for its
+# lift.
 MIN_FREE_CORNER = 0.25
+# Region heat columns that get a lift (heat share / free-area share) under the second name.
+LIFT_PREFIXES = {"corner_heat_": "corner_lift_", "edge_heat_": "edge_lift_"}
 # relative_lift needs room above chance: a box covering (almost) the whole image has none.
 MAX_RELATIVE_LIFT_AREA = 0.99
 
@@ -184,8 +187,22 @@ def _ring_scores(heat, in_box, padded, scored, safe_total) -> tuple[np.ndarray, 
     return np.where(ok, share, np.nan), np.where(ok, lift, np.nan)
 
 
-def _region_rects(height, width, corner_fraction, regions) -> dict[str, np.ndarray]:
-    """Named rectangles in pixel coordinates (corners and user regions) as [1, 4] arrays."""
+def _edge_rects(height, width, border_fraction) -> dict[str, tuple[float, float, float, float]]:
+    """The four sides of the border band, each the full length of its side: the corner squares of the band
+    belong to two edges (top and left both hold the top-left one), so a corner mark lifts two edges while a
+    strip along one side lifts one."""
+    bw, bh = border_fraction * width, border_fraction * height
+    return {
+        "top": (0, 0, width, bh),
+        "bottom": (0, height - bh, width, height),
+        "left": (0, 0, bw, height),
+        "right": (width - bw, 0, width, height),
+    }
+
+
+def _region_rects(height, width, corner_fraction, regions, border_fraction=None) -> dict[str, np.ndarray]:
+    """Named rectangles in pixel coordinates (corners, edges when ``border_fraction`` is given, and user
+    regions) as [1, 4] arrays."""
     cw, ch = corner_fraction * width, corner_fraction * height
     corners = {
         "tl": (0, 0, cw, ch),
@@ -194,6 +211,9 @@ def _region_rects(height, width, corner_fraction, regions) -> dict[str, np.ndarr
         "br": (width - cw, height - ch, width, height),
     }
     rects = {f"corner_heat_{c}": np.array([corners[c]], dtype=np.float64) for c in CORNERS}
+    if border_fraction is not None:
+        edges = _edge_rects(height, width, border_fraction)
+        rects.update({f"edge_heat_{e}": np.array([edges[e]], dtype=np.float64) for e in EDGES})
     scale = np.array([width, height, width, height], dtype=np.float64)
     for name, frac in regions.items():
         rects[f"{REGION_PREFIX}{name}"] = (frac * scale)[None, :]
@@ -288,18 +308,19 @@ def score_maps(
 
     outside = ~in_box
     region_heat = {}
-    corner_lift = {}
-    for name, rect in _region_rects(height, width, corner_fraction, region_fracs).items():
+    lifts = {}
+    for name, rect in _region_rects(height, width, corner_fraction, region_fracs, border_fraction).items():
         region = rect_masks(rect, height, width)
         free = region & outside
         region_heat[name] = np.sum(heat, axis=(1, 2), where=free) / safe_total
-        if name.startswith("corner_heat_"):
-            # heat share / area share of the corner's free pixels: 1 = a uniform map, as lift is for the box
+        prefix = next((p for p in LIFT_PREFIXES if name.startswith(p)), None)
+        if prefix is not None:
+            # heat share / area share of the region's free pixels: 1 = a uniform map, as lift is for the box
             free_px = free.sum(axis=(1, 2))
             usable = free_px >= MIN_FREE_CORNER * region.sum()
             with np.errstate(invalid="ignore", divide="ignore"):
                 share = free_px / float(height * width)
-                corner_lift[name.replace("corner_heat_", "corner_lift_")] = np.where(
+                lifts[name.replace(prefix, LIFT_PREFIXES[prefix])] = np.where(
                     usable, region_heat[name] / share, np.nan)
     bw, bh = border_fraction * width, border_fraction * height
     band = ~rect_masks(np.array([[bw, bh, width - bw, height - bh]]), height, width)
@@ -308,16 +329,21 @@ def score_maps(
     region_heat["corner_heat_max"] = np.max([region_heat[c] for c in corner_cols], axis=0, initial=0.0)
 
     lift_cols = [f"corner_lift_{c}" for c in CORNERS]
-    stacked = np.stack([corner_lift[c] for c in lift_cols])
-    any_usable = np.isfinite(stacked).any(axis=0)
-    region_heat.update(corner_lift)
-    region_heat["corner_lift_max"] = np.where(
-        any_usable, np.max(np.where(np.isfinite(stacked), stacked, -np.inf), axis=0), np.nan)
+    edge_cols = [f"edge_lift_{e}" for e in EDGES]
+    region_heat.update(lifts)
+    region_heat["corner_lift_max"] = _finite_max(np.stack([lifts[c] for c in lift_cols]))
+    region_heat["edge_lift_max"] = _finite_max(np.stack([lifts[c] for c in edge_cols]))
 
     if masks is not None:  # the column exists only when asked for, so the device scorer's columns stay the same
         out["object_area"] = only(area, has_box)
     ordered = [*corner_cols, "corner_heat_max", *lift_cols, "corner_lift_max", "border_heat",
-               *(k for k in region_heat if k.startswith(REGION_PREFIX))]
+               *edge_cols, "edge_lift_max", *(k for k in region_heat if k.startswith(REGION_PREFIX))]
     for name in ordered:
         out[name] = only(region_heat[name], alive)
     return out
+
+
+def _finite_max(stacked: np.ndarray) -> np.ndarray:
+    """Per column, the largest finite value of [R, N]; NaN where none is finite."""
+    finite = np.isfinite(stacked)
+    return np.where(finite.any(axis=0), np.max(np.where(finite, stacked, -np.inf), axis=0), np.nan)

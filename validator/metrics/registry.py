@@ -21,6 +21,7 @@ PREDICTION = "prediction"
 SANITY = "sanity"
 REGION_PREFIX = "region_"
 CORNERS = ("tl", "tr", "bl", "br")
+EDGES = ("top", "bottom", "left", "right")
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,15 @@ _ENTRIES = [
           "Largest corner lift of the image: finds a mark in whichever corner it sits (Decoy MNIST)."),
     _info("border_heat", False, 0, 1, CONTINUOUS, False,
           "Share of heat in a band along all four image edges, excluding object pixels."),
+    *[
+        _info(f"edge_lift_{e}", False, 0, math.inf, CONTINUOUS, False,
+              f"Heat share of the {e} edge band (the border band's {e} side, full length, so the band's corner "
+              f"squares count for two edges) divided by its area share, object pixels excluded from both: "
+              f"1 = a uniform map. NaN when objects cover over 75% of the band.")
+        for e in EDGES
+    ],
+    _info("edge_lift_max", False, 0, math.inf, CONTINUOUS, False,
+          "Largest edge lift of the image: finds a strip or tag along whichever side it runs."),
     _info("centre_heat", None, 0, 1, CONTINUOUS, False,
           "Share of heat in the central 50% x 50% rectangle (a quarter of the image): with no boxes, where "
           "the evidence sits; 0.25 for a uniform map."),
