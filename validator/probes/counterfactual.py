@@ -38,6 +38,8 @@ CHANNELS = (1, 3, 4)
 # Blur sigma as a share of the longer image side (22 px at 224): wide enough that the blurred box holds
 # only a smooth mix of the surrounding background, with no edge or texture at object scale.
 BLUR_SIGMA_FRACTION = 0.1
+# The tile fill's strip is taken inside this share of each side (the heat scores' border band) where it can.
+TILE_MARGIN = 0.1
 # cv2.inpaint neighbourhood radius (pixels): the usual choice; larger is slower and no better for boxes.
 INPAINT_RADIUS = 3
 
@@ -128,18 +130,24 @@ def _tile_fill(img: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
     """The image tiled with its largest full-width or full-height strip clear of the objects (None: no strip).
 
     Xiao et al.'s Only-BG-T: the removed object becomes background texture, with no flat patch whose edges a
-    shape detector can read (a mean-filled box is a square)."""
+    shape detector can read (a mean-filled box is a square). The strip is taken inside the frame's border
+    band (``TILE_MARGIN`` of each side) where that leaves one: marks sit on borders and in corners (tags,
+    strips, rulers), and tiling them would copy them into the middle of the frame, where even a model that
+    never read them may answer to their repeated shapes. A mark stays where it was, outside the fill."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     height, width = mask.shape
-    strips = [(x0 * height, (slice(None), slice(0, x0))), ((width - x1) * height, (slice(None), slice(x1, None))),
-              (y0 * width, (slice(0, y0), slice(None))), ((height - y1) * width, (slice(y1, None), slice(None)))]
-    area, where = max(strips, key=lambda s: s[0])
-    if area == 0:
-        return None
-    strip = img[where]
-    reps = (-(-height // strip.shape[0]), -(-width // strip.shape[1]), 1)
-    return np.tile(strip, reps)[:height, :width]
+    # (top, bottom, left, right) of the four strips beside the objects' bounding rectangle
+    strips = [(0, height, 0, x0), (0, height, x1, width), (0, y0, 0, width), (y1, height, 0, width)]
+    mh, mw = int(TILE_MARGIN * height), int(TILE_MARGIN * width)
+    inner = [(max(t, mh), min(b, height - mh), max(le, mw), min(r, width - mw)) for t, b, le, r in strips]
+    for candidates in (inner, strips):
+        t, b, le, r = max(candidates, key=lambda s: max(0, s[1] - s[0]) * max(0, s[3] - s[2]))
+        if b > t and r > le:
+            strip = img[t:b, le:r]
+            reps = (-(-height // strip.shape[0]), -(-width // strip.shape[1]), 1)
+            return np.tile(strip, reps)[:height, :width]
+    return None
 
 
 def _background_only(images: np.ndarray, masks: np.ndarray, fill: str) -> np.ndarray:
