@@ -18,6 +18,9 @@ round robin with the Explainer so that load drifts hit every component alike:
   explainer's probabilities passed in, as the audit does: the map and a random order (the map shifted), 4 x
   steps - 3 = 5 forward passes per image (the maps are the explainer's; a dead map would cost nothing, so
   dead maps are replaced). Before issue 20 it was the map alone in 20 steps, 42 passes per image on 50.
+- ``hot spot vs random region``: ``validator.probes.hotspot.hotspot_scores`` with the explainer's maps and
+  probabilities, as the audit does: the hottest region off the box and a random one of its shape filled, 2
+  forward passes per image in one batch (issue 21).
 - ``sanity cascade``: ``validator.probes.sanity.cascade`` on 32 images: clone, one explain pass for the
   trained model and one per stage, each on a re-drawn clone (a fresh Explainer, so one trace per cascade).
   Per image = the cascade's seconds / 32.
@@ -46,8 +49,9 @@ from _common import ROOT, describe_machine, interleaved, machine, paired_ratio, 
 
 MODELS = ("small_cnn", "resnet50")
 FILLS = ("tile", "mean", "blur", "inpaint")
-AUDIT = {"images": 200, "faithfulness": 32, "sanity_images": 32, "sanity_stages": 2, "grid": 16}
+AUDIT = {"images": 200, "hotspot": 64, "faithfulness": 32, "sanity_images": 32, "sanity_stages": 2, "grid": 16}
 FAITH = "faithfulness (steps 2, vs random order)"  # validator.probes.faithfulness.DEFAULT_STEPS
+HOTSPOT = "hot spot vs random region"  # validator.probes.hotspot: 2 forward passes per image
 PREDICT_BATCH = 64  # the audit's Predictor: max(2 * batch_size, 64) at batch 32
 EXPLAIN_BATCH = 32
 BOX_AREA = 0.10
@@ -136,6 +140,8 @@ def bench_model(name: str, plan: dict, log) -> dict:
     from validator.explain.predict import Predictor
     from validator.probes.counterfactual import background_only, probe_scores
     from validator.probes.faithfulness import DEFAULT_STEPS, deletion_insertion, forward_passes
+    from validator.probes.hotspot import FORWARD_PASSES as HOTSPOT_PASSES
+    from validator.probes.hotspot import hotspot_scores
     from validator.probes.sanity import cascade, plan_stages, weighted_layers
 
     started = time.perf_counter()
@@ -177,6 +183,9 @@ def bench_model(name: str, plan: dict, log) -> dict:
             lambda fill=fill: probe_scores(predictor, probe_images, probe_boxes, probe_ids, num_classes, fill=fill,
                                            original_probabilities=probabilities), n)
         contenders[f"fill {fill} alone"] = unit(lambda fill=fill: background_only(probe_images, probe_boxes, fill), n)
+    contenders[HOTSPOT] = unit(
+        lambda: hotspot_scores(predictor, probe_images, maps, probe_ids, probe_boxes,
+                               original_probabilities=probabilities), n)
     contenders[FAITH] = unit(
         lambda: deletion_insertion(predictor, faith_images, faith_maps, faith_ids, steps=DEFAULT_STEPS,
                                    original_probabilities=faith_probabilities), k_faith)
@@ -237,6 +246,8 @@ def bench_model(name: str, plan: dict, log) -> dict:
         elif label.startswith(("counterfactual", "fill")):
             audit_images = AUDIT["images"]
             note = "default fill" if "tile" in label else "if the policy picks it"
+        elif label == HOTSPOT:
+            audit_images, note = AUDIT["hotspot"], f"{HOTSPOT_PASSES} forward passes per image"
         elif label.startswith("faithfulness"):
             audit_images, note = AUDIT["faithfulness"], f"{forward_passes(DEFAULT_STEPS)} forward passes per image"
         elif label.startswith("discovery"):
@@ -270,12 +281,12 @@ def render(all_results: list[dict]) -> str:
             body.append([res["model"], r["component"], r["per_image_ms"], r["ratio"], r["ratio_paired"], r["call_s"],
                          r["audit_images"] if r["audit_images"] else "-", r["audit_s"], r["audit_share"], r["note"]])
     out += ["Per-image cost (best of k), ratio to the Explainer's per-image cost in the same run, and the default",
-            "audit's spend (200 images; faithfulness on 32; sanity on 32 with min(2, layers) stages) as a share",
+            "audit's spend (200 images; hot spot on 64; faithfulness on 32; sanity on 32 with min(2, layers) stages) as a share",
             "of 200 x the Explainer's per-image cost:", "",
             table(headers, body, aligns="llrrrrrrrl"), ""]
     for res in all_results:
         rows = {r["component"]: r for r in res["rows"]}
-        probes = sum(rows[k]["audit_s"] for k in ("counterfactual, fill=tile", FAITH,
+        probes = sum(rows[k]["audit_s"] for k in ("counterfactual, fill=tile", HOTSPOT, FAITH,
                                                   "sanity cascade, 32 images", "discovery downsample, 200 maps",
                                                   "discovery spray, 200 maps"))
         cascades = ", ".join(f"{c['seconds']:.1f}" for c in res["cascades"])

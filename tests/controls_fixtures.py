@@ -36,6 +36,7 @@ __all__ = [
     "watermark_model",
     "weather_model",
     "background_model",
+    "edge_strip_model",
     "large_clean_model",
     "large_weather_model",
     "digits10_clean_model",
@@ -71,6 +72,12 @@ def clean_model(control_cache_dir) -> ControlModel:
 def watermark_model(control_cache_dir) -> ControlModel:
     """Reads the corner glyph only (trained where the shape says nothing about the label)."""
     return train_control("watermark", seed=CONTROL_SEED, cache_dir=control_cache_dir)
+
+
+@pytest.fixture(scope="session")
+def edge_strip_model(control_cache_dir) -> ControlModel:
+    """Reads the class-coloured strip along the top edge only (issue 21; trains in ~10 s)."""
+    return train_control("edge_strip", seed=CONTROL_SEED, cache_dir=control_cache_dir)
 
 
 @pytest.fixture(scope="session")

@@ -333,8 +333,9 @@ def test_registry_covers_every_column_with_the_right_direction():
               "faithfulness_gain"}
     lower = {"corner_heat_tl", "corner_heat_tr", "corner_heat_bl", "corner_heat_br", "corner_heat_max",
              "corner_lift_tl", "corner_lift_tr", "corner_lift_bl", "corner_lift_br", "corner_lift_max",
-             "border_heat", "region_wm", "dead"}
-    informational = {"area", "center_hit", "confidence", "centre_heat", "confidence_drop"}
+             "border_heat", "region_wm", "dead", "edge_lift_top", "edge_lift_bottom", "edge_lift_left",
+             "edge_lift_right", "edge_lift_max"}
+    informational = {"area", "object_area", "center_hit", "confidence", "centre_heat", "confidence_drop"}
     assert {n for n, m in METRICS.items() if m.higher_is_better is True} == higher
     assert {n for n in METRICS if METRICS[n].higher_is_better is None} == informational
     assert all(metric_info(n).higher_is_better is False for n in lower)
@@ -348,7 +349,7 @@ def test_registry_covers_every_column_with_the_right_direction():
     assert {n for n, m in METRICS.items() if m.source != "heatmap"} == {
         "correct", "confidence", "bg_only_correct", "bg_only_skill", "bg_only_confidence", "object_only_correct",
         "bg_gap", "confidence_drop", "deletion_auc", "insertion_auc", "faithfulness_gap", "faithfulness_gain",
-        "sanity_spearman"}
+        "sanity_spearman", "hotspot_drop", "hotspot_flip"}
 
 
 def test_unknown_metric_suggests_a_close_name():
@@ -356,3 +357,41 @@ def test_unknown_metric_suggests_a_close_name():
         metric_info("lfit")
     with pytest.raises(KeyError, match="unknown metric 'region_'"):
         metric_info("region_")
+
+
+# ---------------------------------------------------------------- ring around the object (a mark beside it)
+
+
+def test_ring_known_answers():
+    # 20 x 20, box 4 x 4 at (6, 6): grown by (4 + 4) / 4 = 2 (cap 20 / 8 = 2.5) -> 8 x 8 = 64 px, ring 48 px
+    box = [[6, 6, 10, 10]]
+    r = one(np.ones((20, 20)), box)
+    assert r["ring_heat"] == pytest.approx(48 / 400) and r["ring_lift"] == pytest.approx(1.0)
+    m = np.ones((20, 20))
+    m[5, 5] += 9  # a mark touching the box's corner: inside the ring
+    r = one(m, box)
+    assert r["ring_heat"] == pytest.approx(57 / 409)
+    assert r["ring_lift"] == pytest.approx((57 / 409) / (48 / 400))
+    m = np.ones((20, 20))
+    m[0, 19] += 9  # a mark in the far corner: outside the ring
+    assert one(m, box)["ring_lift"] == pytest.approx((48 / 409) / (48 / 400))
+
+
+def test_ring_width_capped_by_the_frame_and_clipped():
+    # a 16 x 16 box (64% of the frame): grown by min(32 / 4, 20 / 8) = 2.5 -> the whole frame; ring = 400 - 256
+    r = one(np.ones((20, 20)), [[2, 2, 18, 18]])
+    assert r["ring_heat"] == pytest.approx(144 / 400) and r["ring_lift"] == pytest.approx(1.0)
+    # a box in the corner: its ring is clipped to the frame, 2 x 2 box grown by 1 -> 3 x 3 = 9 px, ring 5 px
+    m = np.ones((20, 20))
+    m[2, 0] += 5
+    r = one(m, [[0, 0, 2, 2]])
+    assert r["ring_heat"] == pytest.approx(10 / 405) and r["ring_lift"] == pytest.approx((10 / 405) / (5 / 400))
+
+
+def test_ring_undefined_without_box_room_or_heat():
+    assert math.isnan(one(np.ones((8, 8)), [[0, 0, 8, 8]])["ring_lift"])  # the object fills the frame
+    assert math.isnan(one(np.ones((8, 8)), np.zeros((0, 4)))["ring_heat"])
+    assert math.isnan(one(np.zeros((8, 8)), [[2, 2, 4, 4]])["ring_lift"])  # dead map
+    # two boxes: the ring is the union of both grown boxes minus both boxes
+    r = one(np.ones((20, 20)), [[2, 2, 6, 6], [12, 12, 16, 16]])
+    assert r["ring_heat"] == pytest.approx(2 * 48 / 400)

@@ -372,3 +372,14 @@ def test_pad_for_device_and_validation():
     bad = -np.ones((1, 8, 8), dtype=np.float32)
     with pytest.raises(tf.errors.InvalidArgumentError, match=">= 0"):
         s.score_numpy(bad, [BOX])
+
+
+def test_ring_parity_on_small_and_large_objects():
+    rng = np.random.default_rng(3)
+    maps = rng.random((6, 40, 48)) ** 4
+    # 2% to 50% of the frame, one at the edge, two boxes, a fractional box, none
+    boxes = [[[20, 15, 27, 20]], [[4, 4, 38, 32]], [[0, 0, 10, 9]], [[2, 2, 8, 8], [30, 20, 44, 36]],
+             [[10.3, 7.7, 21.6, 19.2]], np.zeros((0, 4))]
+    ref, out = both(maps, boxes)
+    assert_parity(ref, out)
+    np.testing.assert_array_equal(np.isnan(out["ring_lift"]), [False] * 5 + [True])

@@ -41,8 +41,8 @@ def test_no_stray_policy_files():
 def test_default_policy_path_and_unknown_builtin():
     assert default_policy_path() == builtin_policy_path("default")
     assert [c.id for c in load_policy(default_policy_path()).checks] == [
-        "object-heat", "object-heat-share", "class-object-heat", "corner-heat", "dead-maps", "accuracy",
-        "background-only", "background-swap", "explainer-sanity", "faithfulness"]
+        "object-heat", "object-heat-share", "class-object-heat", "corner-heat", "edge-heat", "dead-maps",
+        "accuracy", "background-only", "background-swap", "hotspot", "explainer-sanity", "faithfulness"]
     with pytest.raises(PolicyError, match="did you mean 'strict'"):
         builtin_policy_path("strcit")
 
@@ -83,7 +83,7 @@ def _faithfulness_value(metric: str, faithful: bool) -> float:
 
 
 def _table(lift, corner, correct_share, n_per_class=100, relative=0.5, corner_lift=1.0, bg_correct=0.5,
-           gap=0.0, spearman=0.1, faithful=True):
+           gap=0.0, spearman=0.1, faithful=True, hotspot=0.0, edge_lift=1.0):
     """Two classes; lift and corner heat spread evenly around the given centres; probe columns at the given
     shares (background-only accuracy, BG-gap) and sanity / faithfulness on a 32-row sample (faithful: maps
     the shipped faithfulness checks pass; not: maps they flag)."""
@@ -99,6 +99,7 @@ def _table(lift, corner, correct_share, n_per_class=100, relative=0.5, corner_li
     return {
         "bg_only_skill": (bg - 0.5) / 0.5,
         "bg_gap": np.array([1.0] * round(gap * n) + [0.0] * (n - round(gap * n))),
+        "hotspot_drop": np.linspace(hotspot - 0.05, hotspot + 0.05, n),
         "sanity_spearman": subset * spearman,
         **faithfulness,
         "class_name": np.array(["circle"] * n_per_class + ["square"] * n_per_class, dtype=object),
@@ -107,6 +108,7 @@ def _table(lift, corner, correct_share, n_per_class=100, relative=0.5, corner_li
         "corner_heat_max": np.linspace(corner * 0.5, corner * 1.5, n),
         "relative_lift": np.linspace(relative - 0.2, relative + 0.2, n),
         "corner_lift_max": np.linspace(corner_lift * 0.5, corner_lift * 1.5, n),
+        "edge_lift_max": np.linspace(edge_lift * 0.5, edge_lift * 1.5, n),
         "dead": np.zeros(n),
         "correct": np.array([1.0] * n_correct + [0.0] * (n - n_correct)),
     }
@@ -118,9 +120,10 @@ def test_default_policy_passes_a_clean_model_and_fails_a_corner_shortcut():
     clean = evaluate(policy, _table(2.5, 0.03, 0.9), data_summary=summary, today=date(2026, 6, 1))
     assert gate_status(clean) == "PASS", [r.message for r in clean if r.outcome != "PASS"]
     shortcut = evaluate(policy, _table(0.9, 0.5, 0.95, relative=-0.1, corner_lift=15.0, bg_correct=1.0, gap=0.95,
-                                       faithful=False), data_summary=summary, today=date(2026, 6, 1))
+                                       faithful=False, hotspot=0.6), data_summary=summary, today=date(2026, 6, 1))
     failed = {r.check_id for r in shortcut if r.outcome == "FAIL"}
-    assert failed == {"object-heat", "object-heat-share", "corner-heat", "background-only", "background-swap"}
+    assert failed == {"object-heat", "object-heat-share", "corner-heat", "background-only", "background-swap",
+                      "hotspot"}
     assert {r.check_id for r in shortcut if r.outcome == "WARN" and r.slice == "overall"} == {"faithfulness"}
     assert {r.slice for r in shortcut if r.check_id == "class-object-heat"} == {"class=circle", "class=square"}
 

@@ -319,3 +319,15 @@ def test_tile_fill_copies_the_largest_strip_clear_of_the_objects():
     # objects spanning the image both ways (a full row and a full column) leave no strip: the mean fill
     cross = [np.array([[0.0, 2.0, 8.0, 3.0], [2.0, 0.0, 3.0, 8.0]])]
     np.testing.assert_array_equal(background_only(image, cross, fill="tile"), background_only(image, cross, fill="mean"))
+
+
+def test_tile_fill_does_not_copy_a_border_mark_into_the_object():
+    """A class-coloured strip along the top edge and a corner tag stay where they are: the fill tiles a strip
+    from inside the frame's border band, so no copy of either lands where the object was."""
+    image = np.zeros((1, 40, 40, 3), np.float32)
+    image[0, :2] = 255.0  # a strip 2 px thick along the top edge
+    image[0, :4, 36:] = 128.0  # a tag in the top-right corner
+    box = np.array([[4.0, 24.0, 36.0, 38.0]])  # wide and low: the strip above it (rows 0-23) is the largest
+    out = background_only(image, [box], fill="tile")
+    assert out[0, 24:38, 4:36].max() == 0.0  # neither mark was copied into the box
+    np.testing.assert_array_equal(out[0, :4], image[0, :4])  # and both stay where they were

@@ -99,7 +99,10 @@ def test_metrics_every_aggregate_per_slice(gate):
         if stat.get("value") is not None and np.isfinite(stat["value"])
     )
     assert sum(1 for k in metrics if "/" in k and not k.endswith(("_lo", "_hi", "_level"))
-               and not k.startswith(("gate/", "n_samples/", "sanity/", "discovery/"))) == expected
+               and not k.startswith(("gate/", "n_samples/", "sanity/", "discovery/", "hotspot/"))) == expected
+    # the hot-spot probe's cost in forward passes per image sits beside its hotspot_drop aggregates
+    assert metrics["hotspot/forward_passes_per_image"] == 2.0
+    assert "hotspot_drop_mean/overall_lo" in metrics
     # the sanity cascade per stage and the count of flagged clusters are curves of their own
     stages = gate["verdict"].probes["sanity"]["stages"]
     assert {k for k in metrics if k.startswith("sanity/")} == {

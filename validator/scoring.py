@@ -48,10 +48,8 @@ def explain_set(loaded, samples, class_names, settings: dict, *, regions=None, p
     steps need (``SetRun.partial``) instead of running them, for :func:`validator.shard.merge_partials`."""
     timer = timer or _NoTimer()
     from validator.data import iter_batches
-    from validator.discovery.atlas import centre_heat
     from validator.discovery.discover import DiscoveryCollector
     from validator.explain.engine import cached_explainer
-    from validator.metrics import score_maps
     from validator.probes.runner import SANITY_COLUMN, ProbeRunner
     from validator.shard import chunk_range
 
@@ -98,11 +96,14 @@ def explain_set(loaded, samples, class_names, settings: dict, *, regions=None, p
         if device is not None:  # explained and scored on the accelerator: only numbers come back
             result, scores, small = device.score(explainer, batch.images, class_ids, batch.boxes)
             since = timer.add("explain", since)
+            scores["object_area"] = scores["area"].copy()  # boxes only: the region is the boxes
+            if any(m is not None for m in batch.masks):
+                # the device scorer knows rectangles only: a batch with masks is scored on the host (same rows)
+                scores = _host_scores(result.maps[np.arange(len(result.maps))], batch, regions)
         else:
             result = explainer.explain(batch.images, class_ids)
             since = timer.add("explain", since)
-            scores = score_maps(result.maps, batch.boxes, regions=regions or None)
-            scores["centre_heat"] = centre_heat(result.maps)
+            scores = _host_scores(result.maps, batch, regions)
         for i, s in enumerate(batch_samples):
             if s.class_id is None:
                 for key in scores:
@@ -118,6 +119,7 @@ def explain_set(loaded, samples, class_names, settings: dict, *, regions=None, p
             "confidence": result.confidence.astype(float),
             # per-label detection for a multi-label head (p >= 0.5), the argmax otherwise
             "correct": np.where(labelled, loaded.detected(result.probabilities, class_ids).astype(float), np.nan),
+            "region": batch.regions,  # what the object region is: mask | box (| mask+box | none)
             **scores,
         }
         chunk["dead"] = np.where(labelled, result.dead.astype(float), np.nan)
@@ -152,6 +154,16 @@ def explain_set(loaded, samples, class_names, settings: dict, *, regions=None, p
     timer.add("discovery", since)
     return SetRun(table, n_rows, settings_out, issues, atlas, explainer, probe_summary, discovery,
                   collector.flagged_maps)
+
+
+def _host_scores(maps, batch, regions) -> dict:
+    from validator.discovery.atlas import centre_heat
+    from validator.metrics import score_maps
+
+    scores = score_maps(maps, batch.boxes, regions=regions or None, masks=batch.masks)
+    scores["centre_heat"] = centre_heat(maps)
+    scores["object_area"] = scores.pop("object_area")  # last, where the device path adds it: one column order
+    return scores
 
 
 def mixed_order(samples, seed: int) -> list:

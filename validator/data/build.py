@@ -11,7 +11,7 @@ from pathlib import Path
 
 from validator.data.boxes import box_problem, clip_box, format_box
 from validator.data.classes import ClassMap
-from validator.data.records import OUT_OF_SCOPE, Box, DataIssue, Dataset, Sample
+from validator.data.records import OUT_OF_SCOPE, Box, DataIssue, Dataset, MaskRef, Sample
 from validator.errors import DataError
 
 
@@ -23,6 +23,7 @@ class RawBox:
     label: str
     coords: tuple[float, ...] | None
     problem: str | None = None  # why the coordinates could not be parsed, if so
+    mask: MaskRef | None = None  # the object's mask, where the annotation has one
 
 
 @dataclass
@@ -43,6 +44,7 @@ class _ClassGroup:
     class_name: str
     boxes: list[Box] = field(default_factory=list)
     ann_ids: list[str] = field(default_factory=list)
+    masks: list[MaskRef | None] = field(default_factory=list)
     rejected: int = 0
 
 
@@ -112,6 +114,7 @@ def _image_samples(image: RawImage, class_map: ClassMap, issues: list[DataIssue]
             continue
         group.boxes.append(box)
         group.ann_ids.append(raw.ann_id)
+        group.masks.append(raw.mask)
 
     samples = []
     for group in sorted(groups.values(), key=lambda g: g.class_id):
@@ -125,7 +128,7 @@ def _image_samples(image: RawImage, class_map: ClassMap, issues: list[DataIssue]
                 )
             )
             continue
-        samples.append(_sample(image, group.class_id, group.class_name, group.boxes, group.ann_ids))
+        samples.append(_sample(image, group.class_id, group.class_name, group.boxes, group.ann_ids, group.masks))
     if not groups and n_out_of_scope == len(image.boxes):
         # a subset audit: the image shows only classes the model does not cover; nothing is broken
         issues.append(DataIssue(str(image.path), None, "every box is of a class outside --classes", OUT_OF_SCOPE))
@@ -196,11 +199,12 @@ def _box_issue(image: RawImage, raw: RawBox, reason: str, action: str) -> DataIs
     return DataIssue(file=image.annotation_file, annotation=raw.ann_id, reason=reason, action=action)
 
 
-def _sample(image: RawImage, class_id, class_name, boxes, ann_ids) -> Sample:
+def _sample(image: RawImage, class_id, class_name, boxes, ann_ids, masks=None) -> Sample:
     sample_id = image.key if class_name is None else f"{image.key}#{class_name}"
+    masks = list(masks) if masks else [None] * len(boxes)
     # boxes in a fixed order (by position, then annotation id), not the file's: a sample is its content
-    pairs = sorted(zip(boxes, ann_ids, strict=True), key=lambda p: (tuple(p[0]), str(p[1])))
-    boxes, ann_ids = [p[0] for p in pairs], [p[1] for p in pairs]
+    triples = sorted(zip(boxes, ann_ids, masks, strict=True), key=lambda p: (tuple(p[0]), str(p[1])))
+    boxes, ann_ids, masks = [p[0] for p in triples], [p[1] for p in triples], [p[2] for p in triples]
     return Sample(
         sample_id=sample_id,
         image_path=str(image.path.resolve()),
@@ -209,6 +213,7 @@ def _sample(image: RawImage, class_id, class_name, boxes, ann_ids) -> Sample:
         boxes=tuple(boxes),
         annotation_ids=tuple(ann_ids),
         image_size=image.size,
+        masks=tuple(masks) if any(m is not None for m in masks) else (),
     )
 
 

@@ -1,6 +1,8 @@
 """COCO detection JSON reader (``images``, ``annotations`` with ``bbox`` = [x, y, w, h], ``categories``).
 
 COCO boxes are already continuous pixel coordinates: (x0, y0, x1, y1) = (x, y, x + w, y + h).
+An annotation's ``segmentation`` (polygons or RLE), when present and not empty, becomes its object mask,
+decoded per batch by pycocotools (validator.data.masks).
 Default class order: categories sorted by id -> output indices 0..C-1.
 """
 
@@ -13,7 +15,7 @@ from pathlib import Path
 
 from validator.data.build import RawBox, RawImage
 from validator.data.classes import ClassMap
-from validator.data.records import DataIssue
+from validator.data.records import DataIssue, MaskRef
 from validator.errors import DataError
 
 
@@ -63,7 +65,7 @@ def read_coco(
             issues.append(DataIssue(str(path), ann_id, reason, "skipped_box"))
             continue
         coords, problem = _bbox_coords(ann["bbox"])
-        image.boxes.append(RawBox(ann_id, categories[ann["category_id"]], coords, problem))
+        image.boxes.append(RawBox(ann_id, categories[ann["category_id"]], coords, problem, _mask_ref(ann)))
     return list(images.values()), class_map, issues
 
 
@@ -86,6 +88,14 @@ def _require(obj: object, keys: Sequence[str], path: Path, where: str) -> None:
     for key in keys:
         if key not in obj:
             raise DataError(f"{path}: {where} is missing key '{key}'")
+
+
+def _mask_ref(ann: dict) -> MaskRef | None:
+    """The annotation's segmentation, kept as JSON text (hashable, small); checked only when decoded."""
+    segmentation = ann.get("segmentation")
+    if segmentation is None or (isinstance(segmentation, list | dict) and not segmentation):
+        return None
+    return MaskRef("coco", json.dumps(segmentation, separators=(",", ":")))
 
 
 def _bbox_coords(bbox: object) -> tuple[tuple[float, ...] | None, str | None]:

@@ -3,7 +3,8 @@
 Coordinates are continuous pixel coordinates (x1/y1 exclusive), like COCO. Rows of one image are merged;
 a row with all four box fields empty is an image with that label but no box. A label is a class name
 or an integer output index. Annotation ids are ``row <line number>``. The image size is not known until
-decoding, so boxes outside the image are clipped by the pipeline.
+decoding, so boxes outside the image are clipped by the pipeline. An optional ``mask`` column names a PNG
+(relative to the CSV's folder) whose nonzero pixels are the row's object; the row still needs its box.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from pathlib import Path
 
 from validator.data.build import RawBox, RawImage
 from validator.data.classes import ClassMap, all_indices
-from validator.data.records import DataIssue
+from validator.data.records import DataIssue, MaskRef
 from validator.errors import DataError
 
 COLUMNS = ("image", "label", "xmin", "ymin", "xmax", "ymax")
 _BOX_COLUMNS = COLUMNS[2:]
+MASK_COLUMN = "mask"  # optional
 
 
 def read_csv(
@@ -42,7 +44,7 @@ def read_csv(
                 label = (row["label"] or "").strip()
                 if label:
                     labels_seen.append(label)
-                _add_row(image, row, label, line)
+                _add_row(image, row, label, line, path.parent)
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from exc
     except (UnicodeDecodeError, csv.Error) as exc:
@@ -66,13 +68,16 @@ def _checked_header(fieldnames: Sequence[str] | None, path: Path) -> list[str]:
     return present
 
 
-def _add_row(image: RawImage, row: dict, label: str, line: int) -> None:
+def _add_row(image: RawImage, row: dict, label: str, line: int, csv_dir: Path) -> None:
     fields = [(row[c] or "").strip() for c in _BOX_COLUMNS]
+    ann_id = f"row {line}"
+    mask_name = (row.get(MASK_COLUMN) or "").strip()
     if not any(fields):
-        if label:
+        if mask_name:  # the mask would have no box for the area bins and CAM-box IoU: say so, never drop it
+            image.boxes.append(RawBox(ann_id, label, None, "mask without a box (the box columns are required)"))
+        elif label:
             image.labels.append(label)
         return
-    ann_id = f"row {line}"
     if not all(fields):
         image.boxes.append(RawBox(ann_id, label, None, f"incomplete box {fields}"))
         return
@@ -84,7 +89,8 @@ def _add_row(image: RawImage, row: dict, label: str, line: int) -> None:
     if not label:
         image.boxes.append(RawBox(ann_id, label, None, "box without a label"))
         return
-    image.boxes.append(RawBox(ann_id, label, coords))
+    mask = MaskRef("png", str(_resolve(mask_name, csv_dir, None))) if mask_name else None
+    image.boxes.append(RawBox(ann_id, label, coords, mask=mask))
 
 
 def _resolve(image: str, csv_dir: Path, images_dir: Path | None) -> Path:

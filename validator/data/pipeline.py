@@ -22,6 +22,7 @@ import numpy as np
 from validator._tf import tf
 from validator.data.boxes import clip_box, format_box
 from validator.data.images import ImageReadError, check_channels, read_image
+from validator.data.masks import REGION_MASK, REGION_NAMES, object_region
 from validator.data.preprocess import check_channels as check_preprocess_channels
 from validator.data.preprocess import get_preprocess
 from validator.data.records import DataIssue, Sample
@@ -38,6 +39,9 @@ class Batch:
     indices: np.ndarray  # int64 [b] into the samples list
     boxes: list[np.ndarray]  # per sample float64 [k, 4], clipped, scaled to the input size
     chunk: int | None = None  # aligned batches: k when the batch holds the good samples of samples[kB:(k+1)B]
+    #: per sample, bool [H, W] object region at the input size where the sample has masks, else None (its boxes)
+    masks: list | None = None
+    regions: np.ndarray | None = None  # per sample "none" | "box" | "mask" | "mask+box" (object dtype)
 
 
 def resize_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -109,6 +113,8 @@ def iter_batches(
         tf.TensorSpec((), tf.int64),
         tf.TensorSpec((None, 4), tf.float64),
         tf.TensorSpec((), tf.int32),
+        tf.TensorSpec((height, width), tf.bool),
+        tf.TensorSpec((), tf.int32),
     )
     if aligned:  # the generator yields whole batches
         signature = tuple(tf.TensorSpec((None, *spec.shape), spec.dtype) for spec in signature)
@@ -120,7 +126,7 @@ def iter_batches(
     if not aligned:
         dataset = dataset.padded_batch(batch_size)
     dataset = dataset.prefetch(prefetch).with_options(options)
-    for images, raw, indices, boxes, counts in dataset.as_numpy_iterator():
+    for images, raw, indices, boxes, counts, masks, regions in dataset.as_numpy_iterator():
         if failures:
             raise failures[0]
         yield Batch(
@@ -129,15 +135,19 @@ def iter_batches(
             indices=indices,
             boxes=[boxes[i, : counts[i]].copy() for i in range(len(indices))],
             chunk=int(indices[0]) // batch_size if aligned else None,
+            # "mask" and "mask+box" carry a region; "box" and "none" leave it to the boxes
+            masks=[masks[i].copy() if regions[i] >= REGION_MASK else None for i in range(len(indices))],
+            regions=np.array([REGION_NAMES[r] for r in regions], dtype=object),
         )
     if failures:
         raise failures[0]
 
 
 def load_samples(samples: Sequence[Sample], *, input_size: tuple[int, int], channels: int = 3,
-                 preprocess: str | Callable[[np.ndarray], np.ndarray] | None = None):
+                 preprocess: str | Callable[[np.ndarray], np.ndarray] | None = None, masks: bool = False):
     """(images float32 [n, H, W, C], boxes per sample scaled to the input size, ok [n] bool) of a few samples,
     decoded exactly as ``iter_batches`` decodes them (a sample that cannot be read has ok False and zeros).
+    ``masks``: a fourth item, each sample's object region as ``Batch.masks`` holds it (None: its boxes).
 
     For what needs another sample's pixels beside the batch (the Mixed-Rand donors); its problems are the
     main pass's to record, so nothing is recorded here."""
@@ -146,6 +156,7 @@ def load_samples(samples: Sequence[Sample], *, input_size: tuple[int, int], chan
     images = np.zeros((len(samples), height, width, channels), np.float32)
     boxes: list[np.ndarray] = [np.zeros((0, 4))] * len(samples)
     ok = np.zeros(len(samples), bool)
+    regions: list[np.ndarray | None] = [None] * len(samples)
     paths = list(dict.fromkeys(s.image_path for s in samples))
     with ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="camgate-decode") as pool:
         decoded = dict(zip(paths, pool.map(lambda p: _decode(p, width, height, channels, preprocess_fn)[0], paths),
@@ -161,7 +172,10 @@ def load_samples(samples: Sequence[Sample], *, input_size: tuple[int, int], chan
         sx, sy = width / decoded_size[0], height / decoded_size[1]
         images[i], ok[i] = pixels, True
         boxes[i] = np.array(kept, dtype=np.float64).reshape(-1, 4) * np.array([sx, sy, sx, sy])
-    return images, boxes, ok
+        if masks:
+            region, code = object_region(sample, decoded_size, (height, width), [])
+            regions[i] = region if code >= REGION_MASK else None
+    return (images, boxes, ok, regions) if masks else (images, boxes, ok)
 
 
 def _prepared(samples, width, height, channels, preprocess_fn, issues):
@@ -182,7 +196,11 @@ def _prepared(samples, width, height, channels, preprocess_fn, issues):
             continue
         sx, sy = width / decoded_size[0], height / decoded_size[1]
         scaled = np.array(boxes, dtype=np.float64).reshape(-1, 4) * np.array([sx, sy, sx, sy])
-        yield pixels, resized, np.int64(index), scaled, np.int32(len(scaled))
+        # decoded here, per sample, so a mask lives only as long as its batch
+        region, code = object_region(sample, decoded_size, (height, width), issues)
+        if region is None:
+            region = np.zeros((height, width), bool)
+        yield pixels, resized, np.int64(index), scaled, np.int32(len(scaled)), region, np.int32(code)
 
 
 def _chunks(prepared, batch_size: int):
@@ -203,7 +221,8 @@ def _stack(group: list):
     for i, item in enumerate(group):
         boxes[i, : int(item[4])] = item[3]
     return (np.stack([item[0] for item in group]), np.stack([item[1] for item in group]),
-            np.array([item[2] for item in group], np.int64), boxes, np.array([item[4] for item in group], np.int32))
+            np.array([item[2] for item in group], np.int64), boxes, np.array([item[4] for item in group], np.int32),
+            np.stack([item[5] for item in group]), np.array([item[6] for item in group], np.int32))
 
 
 def _decode_ahead(samples, width, height, channels, preprocess_fn):

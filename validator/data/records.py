@@ -14,8 +14,23 @@ Box = tuple[float, float, float, float]
 #: outside ``--classes``) and ``out_of_scope_box`` are not problems with the data: the audit covers a subset
 #: of its classes (a model trained on some of COCO's), so they are never counted as skipped.
 ISSUE_ACTIONS = ("skipped_sample", "skipped_box", "clipped_box", "converted_image", "out_of_scope",
-                 "out_of_scope_box")
+                 "out_of_scope_box", "mask_to_box")
+#: ``mask_to_box``: an annotation's object mask could not be used (unreadable, wrong size, empty); its box
+#: stands for the object instead.
 OUT_OF_SCOPE = "out_of_scope"
+
+
+@dataclass(frozen=True)
+class MaskRef:
+    """Where one annotation's object mask comes from; decoded per batch (validator.data.masks), never held.
+
+    ``kind`` "coco": ``source`` is the COCO ``segmentation`` as JSON text (polygons or RLE). ``kind`` "png":
+    ``source`` is a PNG path and the object is the pixels equal to ``value`` (a VOC SegmentationObject
+    instance id), or every nonzero pixel when ``value`` is None (a CSV mask column)."""
+
+    kind: str
+    source: str
+    value: int | None = None
 
 
 @dataclass(frozen=True)
@@ -30,6 +45,8 @@ class Sample:
     annotation_ids: tuple[str, ...]  # parallel to ``boxes``
     #: (width, height) stated by the annotation, or None; the pipeline checks it against the decoded image.
     image_size: tuple[int, int] | None = None
+    #: parallel to ``boxes``: each annotation's object mask, None where it has only its box; () when none has.
+    masks: tuple[MaskRef | None, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ VOC ``bndbox`` values are 1-based, inclusive pixel indices: pixel index i (1-bas
 interval [i-1, i). So the continuous box is x0 = xmin - 1, y0 = ymin - 1, x1 = xmax, y1 = ymax, and
 xmin == xmax is a valid one-pixel-wide box. Every object is kept, ``difficult`` ones included.
 Annotation ids are ``<xml stem>#<object index, 0-based>``. Default class order: sorted names.
+Where ``SegmentationObject/<xml stem>.png`` exists (VOC's instance masks, an indexed PNG), object i of the
+XML is the pixels of value i + 1 (255 is VOC's "void" outline and belongs to no object).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from validator.data.build import RawBox, RawImage
 from validator.data.classes import ClassMap
-from validator.data.records import DataIssue
+from validator.data.records import DataIssue, MaskRef
 from validator.errors import DataError
 
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -37,13 +39,13 @@ def read_voc(
         raise DataError(f"{ann_dir}: no .xml annotation files")
     image_root = images_dir if images_dir is not None else root / "JPEGImages"
 
-    images = [_read_xml(xml_file, image_root) for xml_file in xml_files]
+    images = [_read_xml(xml_file, image_root, root / "SegmentationObject") for xml_file in xml_files]
     names = sorted({box.label for image in images for box in image.boxes})
     class_map = ClassMap(classes if classes is not None else names, scoped=classes is not None)
     return images, class_map, []
 
 
-def _read_xml(xml_file: Path, image_root: Path) -> RawImage:
+def _read_xml(xml_file: Path, image_root: Path, segmentation_dir: Path) -> RawImage:
     try:
         doc = ET.parse(xml_file).getroot()
     except ET.ParseError as exc:
@@ -54,6 +56,8 @@ def _read_xml(xml_file: Path, image_root: Path) -> RawImage:
         annotation_file=str(xml_file),
         size=_size(doc),
     )
+    instances = segmentation_dir / f"{xml_file.stem}.png"
+    instances = instances if instances.is_file() else None
     for i, obj in enumerate(doc.findall("object")):
         name = obj.findtext("name")
         if name is None or not name.strip():
@@ -62,7 +66,8 @@ def _read_xml(xml_file: Path, image_root: Path) -> RawImage:
         if bndbox is None:
             raise DataError(f"{xml_file}: object {i} is missing key 'bndbox'")
         coords, problem = _bndbox_coords(bndbox, xml_file, i)
-        image.boxes.append(RawBox(f"{xml_file.stem}#{i}", name.strip(), coords, problem))
+        mask = MaskRef("png", str(instances), i + 1) if instances is not None else None
+        image.boxes.append(RawBox(f"{xml_file.stem}#{i}", name.strip(), coords, problem, mask))
     return image
 
 

@@ -8,6 +8,7 @@ Data families (numpy + OpenCV; digits also read scikit-learn's and scikit-image'
 from validator.datasets.digits import DigitArrays, make_digits, write_digits
 from validator.datasets.synthetic import (
     CUES,
+    MARK_CUES,
     SHAPES,
     SyntheticArrays,
     SyntheticSet,
@@ -21,6 +22,7 @@ from validator.datasets.xray import XrayArrays, make_xray, write_xray
 
 __all__ = [
     "CUES",
+    "MARK_CUES",
     "SHAPES",
     "DigitArrays",
     "SyntheticArrays",

@@ -13,6 +13,16 @@ A *cue* is a second signal that can travel with the label, the way shortcuts do 
 - ``"background"``: a class-specific background texture: stripes, blotches, speckle, grain
   (husky vs wolf decided by the snow).
 
+Marks the gate was not designed around (``MARK_CUES``, issue 21), drawn from the cue stream so the
+objects stay those of the cue-free draw:
+
+- ``"random_mark"``: the class glyph at a random background position, at least 1 px clear of the
+  object's box (hospital tokens wherever the technician put them).
+- ``"edge_strip"``: a class-coloured strip along the top edge, full width, ``EDGE_STRIP_FRACTION`` of the
+  side thick, painted under the object (a scanner's header bar).
+- ``"beside_mark"``: the class glyph touching the object's box from outside, on a random side (the ruler
+  beside a skin lesion).
+
 ``cue_strength`` p sets the correlation: image i shows the cue of its own class with probability p, else
 the cue of another class chosen uniformly. p = 1 is a perfect shortcut; p = 1/C (0.5 for two classes)
 makes the cue independent of the label, which is the counterfactual ("cue shuffled") data used to check
@@ -46,6 +56,11 @@ import numpy as np
 
 SHAPES = ("disc", "square", "triangle", "cross")
 CUES = ("watermark", "weather", "background")
+# Separate from CUES: the clean control trains on CUES shuffled, and its cached models stay valid.
+MARK_CUES = ("random_mark", "edge_strip", "beside_mark")
+ALL_CUES = CUES + MARK_CUES
+# The strip is well inside a 10% border band (the edge lift's band) at any image size.
+EDGE_STRIP_FRACTION = 0.05
 WEATHERS = ("sunny", "cloudy", "dusk", "fog")
 TEXTURES = ("stripes", "blotches", "speckle", "grain")
 WATERMARK_CORNER = "bottom-right"
@@ -69,6 +84,9 @@ _GLYPHS = tuple(
         "001100 001100 111111 111111 001100 001100",  # +
     )
 )
+
+# Strip colours, one per class: saturated and far apart in hue, so the colour alone names the class.
+_STRIP_COLOURS = ((225.0, 45.0, 40.0), (40.0, 190.0, 70.0), (45.0, 80.0, 230.0), (235.0, 205.0, 35.0))
 
 # Weather casts: (desaturation, gain, RGB offset). Gains < 1 leave headroom so a cast never clips the
 # object into the background.
@@ -187,10 +205,11 @@ def make_arrays(
 
 
 def write_dataset(
-    out_dir: str | Path, n: int, *, formats: Sequence[str] = ("coco",), **make_arrays_kwargs
+    out_dir: str | Path, n: int, *, formats: Sequence[str] = ("coco",), segmentation: bool = False,
+    **make_arrays_kwargs
 ) -> SyntheticSet:
     """Draw ``n`` images with :func:`make_arrays` and write them under ``out_dir`` (:func:`write_arrays`)."""
-    return write_arrays(out_dir, make_arrays(n, **make_arrays_kwargs), formats=formats)
+    return write_arrays(out_dir, make_arrays(n, **make_arrays_kwargs), formats=formats, segmentation=segmentation)
 
 
 def write_arrays(
@@ -201,6 +220,7 @@ def write_arrays(
     bit_depth: int = 8,
     info: dict | None = None,
     supercategory: str = "shape",
+    segmentation: bool = False,
 ) -> SyntheticSet:
     """Write annotated arrays (from this module or another family sharing :class:`SyntheticArrays`).
 
@@ -215,6 +235,8 @@ def write_arrays(
       coordinates as in the arrays: 0-based, xmax/ymax exclusive).
 
     ``info`` adds entries to the COCO ``info`` record; ``supercategory`` names the COCO categories' group.
+    ``segmentation``: each COCO annotation also carries its drawn mask as a compressed RLE (pycocotools), so
+    an audit scores the object's pixels rather than its box.
     """
     unknown = set(formats) - set(FORMATS)
     if unknown:
@@ -238,7 +260,7 @@ def write_arrays(
 
     written: dict[str, Path] = {}
     if "coco" in formats:
-        written["coco_path"] = _write_coco(root, names, arrays, info, supercategory)
+        written["coco_path"] = _write_coco(root, names, arrays, info, supercategory, segmentation)
     if "voc" in formats:
         written["voc_dir"] = _write_voc(root, names, image_paths, arrays)
     if "csv" in formats:
@@ -278,8 +300,8 @@ def _check_args(n, image_size, classes, cue, cue_strength) -> tuple[str, ...]:
         raise ValueError(f"classes must be 2..{MAX_CLASSES} distinct names from {SHAPES}, got {class_names}")
     if unknown := [c for c in class_names if c not in SHAPES]:
         raise ValueError(f"unknown classes {unknown}; choose from {SHAPES}")
-    if cue is not None and cue not in CUES:
-        raise ValueError(f"unknown cue {cue!r}; choose from {CUES} or None")
+    if cue is not None and cue not in ALL_CUES:
+        raise ValueError(f"unknown cue {cue!r}; choose from {ALL_CUES} or None")
     if cue_strength is not None and not 0.0 <= cue_strength <= 1.0:
         raise ValueError(f"cue_strength must be in [0, 1] or None, got {cue_strength}")
     return class_names
@@ -300,12 +322,18 @@ def _render(
     background = _background(layout_rng, size, texture, cue_rng)
     mask = _shape_mask(layout_rng, size, shape_id, area_range)
     image = background.copy()
+    if cue == "edge_strip":
+        # Under the object: the mask stays exact and the object keeps its whole outline.
+        _paint_edge_strip(image, cue_id)
     image[mask] = _fill_colour(layout_rng, background[mask].mean(axis=0))
     if cue == "weather":
         image = _apply_cast(image, cue_id)
     if cue == "watermark":
         # After the cast: a tag is stamped on the finished photo, not lit by the scene.
         _stamp_watermark(image, cue_id)
+    if cue in ("random_mark", "beside_mark"):
+        place = _random_mark_origin if cue == "random_mark" else _beside_mark_origin
+        _stamp_glyph(image, cue_id, place(cue_rng, size, _mask_box(mask), mark_side(size)))
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), mask
 
 
@@ -408,6 +436,68 @@ def _apply_cast(image: np.ndarray, cast_id: int) -> np.ndarray:
     return gain * image + np.asarray(offset, np.float32)
 
 
+def mark_side(image_size: int) -> int:
+    """Side in pixels of a glyph mark (watermark, random and beside marks): ~9% of the image side."""
+    return max(4, round(0.09 * image_size))
+
+
+def _mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(mask)
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def _random_mark_origin(rng, size, box, side) -> tuple[int, int]:
+    """A random top-left corner whose mark keeps >= 1 px clear of the box (touching is ``beside_mark``)."""
+    x0, y0, x1, y1 = box
+    for _ in range(1000):
+        mx, my = (int(v) for v in rng.integers(0, size - side + 1, 2))
+        if mx + side < x0 or mx > x1 or my + side < y0 or my > y1:
+            return mx, my
+    raise RuntimeError("could not place a mark clear of the object")
+
+
+def _beside_mark_origin(rng, size, box, side) -> tuple[int, int]:
+    """A top-left corner whose mark shares an edge with the box, outside it, on a random side with room;
+    slid along that side at random but kept overlapping the box's extent (it touches, not just its corner)."""
+    x0, y0, x1, y1 = box
+    sides = [s for s, room in (("left", x0), ("right", size - x1), ("top", y0), ("bottom", size - y1))
+             if room >= side]
+    if not sides:
+        raise RuntimeError("no side of the object has room for a mark beside it")
+    where = sides[int(rng.integers(len(sides)))]
+    if where in ("left", "right"):
+        my = int(rng.integers(max(0, y0 - side + 1), min(size - side, y1 - 1) + 1))
+        return (x0 - side if where == "left" else x1), my
+    mx = int(rng.integers(max(0, x0 - side + 1), min(size - side, x1 - 1) + 1))
+    return mx, (y0 - side if where == "top" else y1)
+
+
+def _glyph(glyph_id: int, side: int) -> np.ndarray:
+    return cv2.resize(
+        _GLYPHS[glyph_id].astype(np.uint8), (side, side), interpolation=cv2.INTER_NEAREST
+    ).astype(bool)
+
+
+def _stamp_glyph(image: np.ndarray, glyph_id: int, origin: tuple[int, int]) -> None:
+    """Blend a near-white glyph at ``origin`` (x, y), as the watermark is blended."""
+    side = mark_side(image.shape[0])
+    x, y = origin
+    patch = image[y : y + side, x : x + side]
+    glyph = _glyph(glyph_id, side)
+    patch[glyph] = 0.1 * patch[glyph] + 0.9 * 240.0
+
+
+def edge_strip_rows(image_size: int) -> int:
+    """Thickness in rows of the ``edge_strip`` cue (>= 2)."""
+    return max(2, round(EDGE_STRIP_FRACTION * image_size))
+
+
+def _paint_edge_strip(image: np.ndarray, colour_id: int) -> None:
+    """A class-coloured band along the top edge; 15% of the scene shows through, like a printed overlay."""
+    rows = image[: edge_strip_rows(image.shape[0])]
+    rows[:] = 0.15 * rows + 0.85 * np.asarray(_STRIP_COLOURS[colour_id], np.float32)
+
+
 def _stamp_watermark(image: np.ndarray, glyph_id: int) -> None:
     """Blend a near-white glyph (~9% of the side) into the watermark corner, 1 px from the edges where
     the corner has room."""
@@ -431,6 +521,7 @@ def _write_coco(
     arrays: SyntheticArrays,
     info: dict | None = None,
     supercategory: str = "shape",
+    segmentation: bool = False,
 ) -> Path:
     size = arrays.image_size
     images, annotations = [], []
@@ -445,6 +536,7 @@ def _write_coco(
                 "bbox": [x0, y0, x1 - x0, y1 - y0],
                 "area": (x1 - x0) * (y1 - y0),
                 "iscrowd": 0,
+                **({"segmentation": _rle(arrays.masks[i])} if segmentation else {}),
             }
         )
     document = {
@@ -465,6 +557,13 @@ def _write_coco(
     path = root / "annotations.json"
     path.write_text(json.dumps(document, indent=1))
     return path
+
+
+def _rle(mask: np.ndarray) -> dict:
+    from pycocotools import mask as coco_mask
+
+    rle = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
 def _write_voc(root: Path, names: list[str], image_paths: Sequence[Path], arrays: SyntheticArrays) -> Path:

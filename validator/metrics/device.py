@@ -52,14 +52,17 @@ from validator._tf import tf
 from validator.errors import UsageError
 from validator.metrics.geometry import as_boxes, rect_masks
 from validator.metrics.localisation import (
+    LIFT_PREFIXES,
     MAX_RELATIVE_LIFT_AREA,
     MIN_FREE_CORNER,
+    RING_MAX_WIDTH,
+    RING_WIDTH,
     _check_fraction,
     _check_regions,
     _region_rects,
     default_pointing_tolerance,
 )
-from validator.metrics.registry import CORNERS, REGION_PREFIX
+from validator.metrics.registry import CORNERS, EDGES, REGION_PREFIX
 
 _F64 = tf.float64
 
@@ -318,7 +321,7 @@ class DeviceScorer:
         # Fixed rectangles (corners, user regions, the border band) are host constants, built with the very
         # functions score_maps uses: [H*W, R] 0/1 columns for one matmul per batch.
         h, w = self.height, self.width
-        rects = _region_rects(h, w, self.corner_fraction, self.regions)
+        rects = _region_rects(h, w, self.corner_fraction, self.regions, self.border_fraction)
         bw, bh = self.border_fraction * w, self.border_fraction * h
         band = ~rect_masks(np.array([[bw, bh, w - bw, h - bh]]), h, w)
         self._region_names = [*rects, "border_heat"]
@@ -377,12 +380,7 @@ class DeviceScorer:
         safe_total = tf.where(alive, total, 1.0)
 
         # ------------------------------------------------------------ box masks (pixel-centre rule)
-        cx = tf.range(w, dtype=_F64) + 0.5
-        cy = tf.range(h, dtype=_F64) + 0.5
-        in_x = (cx >= boxes[..., 0, None]) & (cx < boxes[..., 2, None]) & valid[..., None]  # [N, K, W]
-        in_y = (cy >= boxes[..., 1, None]) & (cy < boxes[..., 3, None])  # [N, K, H]
-        cover = tf.einsum("nkh,nkw->nhw", tf.cast(in_y, tf.float32), tf.cast(in_x, tf.float32))
-        in_box = cover > 0
+        in_box = self._union(boxes, valid)
         box_px = tf.reduce_sum(tf.cast(in_box, _F64), axis=[1, 2])  # integer counts, exact in float64
         has_box = box_px > 0
         scored = alive & has_box
@@ -434,6 +432,7 @@ class DeviceScorer:
             "cam_box_iou": only(iou, scored),
             "cam_box_hit": only(iou >= self.iou_hit, scored),
         }
+        out["ring_heat"], out["ring_lift"] = self._ring(heat, in_box, boxes, valid, scored, safe_total)
 
         # ------------------------------------------------------------ region heats (object pixels excluded)
         outside = tf.reshape(1 - in_f, [n, h * w])
@@ -441,29 +440,50 @@ class DeviceScorer:
         sums = tf.cast(tf.matmul(tf.reshape(heat, [n, h * w]) * outside, matrix), _F64) / safe_total[:, None]
         free_px = tf.math.round(tf.cast(tf.matmul(outside, matrix), _F64))  # integer counts
         region_heat = {}
-        corner_lift = {}
+        lifts = {}
         for j, name in enumerate(self._region_names):
             region_heat[name] = sums[:, j]
-            if name.startswith("corner_heat_"):
+            prefix = next((p for p in LIFT_PREFIXES if name.startswith(p)), None)
+            if prefix is not None:
                 usable = free_px[:, j] >= MIN_FREE_CORNER * self._region_px[j]
                 share = _exact_div(free_px[:, j], image_px)
-                corner_lift[name.replace("corner_heat_", "corner_lift_")] = tf.where(
+                lifts[name.replace(prefix, LIFT_PREFIXES[prefix])] = tf.where(
                     usable, region_heat[name] / share, np.nan)
         corner_cols = [f"corner_heat_{c}" for c in CORNERS]
         region_heat["corner_heat_max"] = tf.reduce_max(
             tf.stack([tf.zeros([n], _F64)] + [region_heat[c] for c in corner_cols], axis=0), axis=0)
         lift_cols = [f"corner_lift_{c}" for c in CORNERS]
-        stacked = tf.stack([corner_lift[c] for c in lift_cols], axis=0)
-        finite_lift = tf.math.is_finite(stacked)
-        region_heat.update(corner_lift)
-        region_heat["corner_lift_max"] = tf.where(
-            tf.reduce_any(finite_lift, axis=0),
-            tf.reduce_max(tf.where(finite_lift, stacked, -np.inf), axis=0), np.nan)
+        edge_cols = [f"edge_lift_{e}" for e in EDGES]
+        region_heat.update(lifts)
+        region_heat["corner_lift_max"] = _finite_max(tf.stack([lifts[c] for c in lift_cols], axis=0))
+        region_heat["edge_lift_max"] = _finite_max(tf.stack([lifts[c] for c in edge_cols], axis=0))
         ordered = [*corner_cols, "corner_heat_max", *lift_cols, "corner_lift_max", "border_heat",
-                   *(k for k in region_heat if k.startswith(REGION_PREFIX))]
+                   *edge_cols, "edge_lift_max", *(k for k in region_heat if k.startswith(REGION_PREFIX))]
         for name in ordered:
             out[name] = only(region_heat[name], alive)
         return out
+
+    def _union(self, boxes, valid):
+        """[N, H, W] bool union of the valid boxes (pixel-centre rule, as ``rect_masks``)."""
+        cx = tf.range(self.width, dtype=_F64) + 0.5
+        cy = tf.range(self.height, dtype=_F64) + 0.5
+        in_x = (cx >= boxes[..., 0, None]) & (cx < boxes[..., 2, None]) & valid[..., None]  # [N, K, W]
+        in_y = (cy >= boxes[..., 1, None]) & (cy < boxes[..., 3, None])  # [N, K, H]
+        return tf.einsum("nkh,nkw->nhw", tf.cast(in_y, tf.float32), tf.cast(in_x, tf.float32)) > 0
+
+    def _ring(self, heat, in_box, boxes, valid, scored, safe_total):
+        """``localisation._ring_scores``: the same grown boxes (same float64 operations), so the same pixels."""
+        h, w = self.height, self.width
+        grow = tf.minimum(RING_WIDTH * ((boxes[..., 2] - boxes[..., 0]) + (boxes[..., 3] - boxes[..., 1])),
+                          tf.constant(RING_MAX_WIDTH * min(h, w), _F64))
+        grown = tf.stack([boxes[..., 0] - grow, boxes[..., 1] - grow, boxes[..., 2] + grow, boxes[..., 3] + grow],
+                         axis=-1)
+        ring = self._union(grown, valid) & ~in_box
+        ring_px = tf.reduce_sum(tf.cast(ring, _F64), axis=[1, 2])
+        share = tf.cast(tf.reduce_sum(heat * tf.cast(ring, self.dtype), axis=[1, 2]), _F64) / safe_total
+        ok = scored & (ring_px > 0)
+        lift = share / tf.where(ok, _exact_div(ring_px, float(h * w)), 1.0)
+        return tf.where(ok, share, np.nan), tf.where(ok, lift, np.nan)
 
     def _rank_accuracy(self, heat, in_box, box_px, n):
         """``localisation._rank_accuracy``: the cut is the max(K, 1)-th largest value; ties at it shared."""
@@ -481,6 +501,13 @@ class DeviceScorer:
         n_hotter, n_tied = count(hotter), count(tied)
         hit = count(hotter & inside) + (k - n_hotter) * count(tied & inside) / tf.maximum(n_tied, 1.0)
         return hit / k
+
+
+def _finite_max(stacked):
+    """``localisation._finite_max``: per column of [R, N], the largest finite value; NaN where none is."""
+    finite = tf.math.is_finite(stacked)
+    return tf.where(tf.reduce_any(finite, axis=0),
+                    tf.reduce_max(tf.where(finite, stacked, -np.inf), axis=0), np.nan)
 
 
 def _order_keys(values, layout):

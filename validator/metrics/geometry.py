@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 
 from validator.errors import DataError
@@ -96,3 +97,41 @@ def best_iou(box: np.ndarray, gt: np.ndarray, height: int, width: int) -> float:
     with np.errstate(invalid="ignore", divide="ignore"):
         iou = np.where(union > 0, inter / union, 0.0)
     return float(iou.max())
+
+
+def with_object_masks(in_box: np.ndarray, masks: Sequence[np.ndarray | None] | None) -> np.ndarray:
+    """[N, H, W] object regions: each sample's mask where it has one, its box union (``in_box``) otherwise."""
+    if masks is None:
+        return in_box
+    if len(masks) != len(in_box):
+        raise DataError(f"got {len(masks)} object masks for {len(in_box)} samples (None where a sample has none)")
+    out = in_box.copy()
+    for i, mask in enumerate(masks):
+        if mask is not None:
+            if np.shape(mask) != in_box.shape[1:]:
+                raise DataError(f"masks[{i}]: expected shape {in_box.shape[1:]}, got {np.shape(mask)}")
+            out[i] = np.asarray(mask, dtype=bool)
+    return out
+
+
+def mask_distances(mask: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Distance from points [M, 2] (x, y) to the nearest pixel of ``mask`` [H, W] (0 inside, +inf: no pixel).
+
+    Measured to the pixel's square [c, c+1) x [r, r+1), as ``distance_to_boxes`` measures to a rectangle, so
+    a mask that fills a box's pixels scores like the box."""
+    rows, cols = np.nonzero(mask)
+    if len(rows) == 0:
+        return np.full(len(points), np.inf)
+    dx = np.maximum(np.maximum(cols[None, :] - points[:, 0, None], points[:, 0, None] - cols[None, :] - 1), 0.0)
+    dy = np.maximum(np.maximum(rows[None, :] - points[:, 1, None], points[:, 1, None] - rows[None, :] - 1), 0.0)
+    return np.hypot(dx, dy).min(axis=1)
+
+
+def near_mask(mask: np.ndarray, tolerance: float) -> np.ndarray:
+    """Bool [H, W]: pixels whose centre lies within ``tolerance`` of a pixel of ``mask`` (``mask_distances``'s
+    rule, for every pixel at once: a dilation by the pixel offsets within reach, for maps with many maxima)."""
+    reach = int(np.ceil(tolerance + 0.5))
+    offsets = np.abs(np.arange(-reach, reach + 1, dtype=np.float64))
+    gap = np.maximum(offsets - 0.5, 0.0)
+    kernel = (np.hypot(gap[:, None], gap[None, :]) <= tolerance).astype(np.uint8)
+    return cv2.dilate(mask.astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)

@@ -7,8 +7,12 @@ Every column is a float array [N] (booleans as 0.0 / 1.0) with NaN where the sco
 * a dead map (sum <= 0 or any non-finite value) gets NaN for every map-derived score and ``dead`` = 1;
 * a sample whose boxes cover no pixel centre (k = 0, or slivers) gets NaN for every ``needs_box`` score.
 
-Region heats (corners, border, named regions) exclude object pixels and need no box: without one there
-is nothing to exclude.
+Region heats (corners, edges, border, named regions) exclude object pixels and need no box: without one
+there is nothing to exclude.
+
+``masks`` (optional, one per sample, None where a sample has only boxes): the object region is the mask
+instead of the union of the boxes for every score but ``area`` and the CAM-box IoU, which stay the boxes'
+(the area bins and the IoU need a box); ``object_area`` is then the A of the formulas (the mask's share).
 """
 
 from __future__ import annotations
@@ -19,17 +23,39 @@ import cv2
 import numpy as np
 
 from validator.errors import UsageError
-from validator.metrics.geometry import as_boxes, best_iou, distance_to_boxes, pad_boxes, rect_masks
-from validator.metrics.registry import CORNERS, REGION_PREFIX
+from validator.metrics.geometry import (
+    as_boxes,
+    best_iou,
+    distance_to_boxes,
+    mask_distances,
+    near_mask,
+    pad_boxes,
+    rect_masks,
+    with_object_masks,
+)
+from validator.metrics.registry import CORNERS, EDGES, REGION_PREFIX
 
-# A corner whose free (non-object) part is below this share of the corner has too few pixels for its lift.
+# A corner (or edge band) whose free (non-object) part is below this share of it has too few pixels for its
+# lift.
 MIN_FREE_CORNER = 0.25
+# Region heat columns that get a lift (heat share / free-area share) under the second name.
+LIFT_PREFIXES = {"corner_heat_": "corner_lift_", "edge_heat_": "edge_lift_"}
 # relative_lift needs room above chance: a box covering (almost) the whole image has none.
 MAX_RELATIVE_LIFT_AREA = 0.99
 
 # Pointing-game tolerance of Zhang et al. (2016): 15 px at 224 px, scaled with the image.
 POINTING_TOLERANCE_PX = 15.0
 POINTING_REFERENCE_SIZE = 224.0
+
+# The ring around each object box (``ring_heat`` / ``ring_lift``): a mark *beside* the object pulls heat
+# just outside the box, where the box score cannot see it and the corner score does not look. The ring is
+# the box grown by half its mean side, (w + h) / 4 (a mark touching the object sits within about half an
+# object of its edge, and the width scales with the object, so a 2% and a 50% box get the same relative
+# neighbourhood), capped at 1/8 of the frame's shorter side (the corner size: the ring of a 50% object stays
+# its neighbourhood instead of becoming the whole background, which ``lift`` already measures), clipped to the
+# frame, minus every object pixel.
+RING_WIDTH = 0.25  # x (w + h) of the box
+RING_MAX_WIDTH = 0.125  # x min(H, W)
 
 
 def default_pointing_tolerance(height: int, width: int) -> float:
@@ -68,8 +94,9 @@ def _check_regions(regions: Mapping[str, Sequence[float]] | None) -> dict[str, n
     return checked
 
 
-def _pointing(heat, alive, padded, tolerance) -> np.ndarray:
-    """1.0 when every pixel attaining the map's maximum has its centre within `tolerance` of a box.
+def _pointing(heat, alive, padded, tolerance, masks=None) -> np.ndarray:
+    """1.0 when every pixel attaining the map's maximum has its centre within `tolerance` of a box (of the
+    sample's mask, where it has one).
 
     Tie rule: all tied maxima must hit, so a flat map (or one with equal peaks on and off the object)
     is not credited with a hit it did not single out.
@@ -80,8 +107,25 @@ def _pointing(heat, alive, padded, tolerance) -> np.ndarray:
     idx_n, idx_r, idx_c = np.nonzero(is_max)
     centres = np.stack([idx_c + 0.5, idx_r + 0.5], axis=1)
     far = distance_to_boxes(centres, padded[idx_n]) > tolerance
+    for i, mask in enumerate(masks or ()):
+        if mask is not None:
+            far[idx_n == i] = _far_from_mask(mask, idx_r[idx_n == i], idx_c[idx_n == i], tolerance)
     misses = np.bincount(idx_n[far], minlength=n)
     return (misses == 0).astype(np.float64)
+
+
+# Above this many tied maxima, one dilation of the mask is cheaper than a distance per maximum and pixel.
+_MAX_DIRECT_PEAKS = 64
+
+
+def _far_from_mask(mask, rows, cols, tolerance) -> np.ndarray:
+    """Per maximum, True when it misses the mask; only whether any misses counts (see ``_pointing``)."""
+    far = np.zeros(len(rows), bool)
+    head = slice(0, _MAX_DIRECT_PEAKS)
+    far[head] = mask_distances(mask, np.stack([cols[head] + 0.5, rows[head] + 0.5], axis=1)) > tolerance
+    if len(rows) > _MAX_DIRECT_PEAKS and not far.any():  # a flat map usually misses early; else dilate once
+        far = ~near_mask(mask, tolerance)[rows, cols]
+    return far
 
 
 def _rank_accuracy(heat, in_box, box_px) -> np.ndarray:
@@ -122,8 +166,43 @@ def largest_component_box(heat: np.ndarray, cam_threshold: float) -> np.ndarray:
     return np.array([x, y, x + stats[j, cv2.CC_STAT_WIDTH], y + stats[j, cv2.CC_STAT_HEIGHT]], dtype=np.float64)
 
 
-def _region_rects(height, width, corner_fraction, regions) -> dict[str, np.ndarray]:
-    """Named rectangles in pixel coordinates (corners and user regions) as [1, 4] arrays."""
+def ring_rects(padded: np.ndarray, height: int, width: int) -> np.ndarray:
+    """[N, K, 4] boxes grown by their ring width (see ``RING_WIDTH``); padding rows (+inf) stay empty (NaN)."""
+    with np.errstate(invalid="ignore"):  # inf - inf = NaN: a padding row covers nothing either way
+        grow = np.minimum(RING_WIDTH * ((padded[..., 2] - padded[..., 0]) + (padded[..., 3] - padded[..., 1])),
+                          RING_MAX_WIDTH * min(height, width))
+        return np.stack([padded[..., 0] - grow, padded[..., 1] - grow, padded[..., 2] + grow,
+                         padded[..., 3] + grow], axis=-1)
+
+
+def _ring_scores(heat, in_box, padded, scored, safe_total) -> tuple[np.ndarray, np.ndarray]:
+    """(ring_heat, ring_lift): heat share of the ring around the objects, and that share over its area share."""
+    height, width = in_box.shape[1:]
+    ring = rect_masks(ring_rects(padded, height, width), height, width) & ~in_box
+    ring_px = ring.sum(axis=(1, 2))
+    share = np.sum(heat, axis=(1, 2), where=ring) / safe_total
+    ok = scored & (ring_px > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lift = share / (ring_px / float(height * width))
+    return np.where(ok, share, np.nan), np.where(ok, lift, np.nan)
+
+
+def _edge_rects(height, width, border_fraction) -> dict[str, tuple[float, float, float, float]]:
+    """The four sides of the border band, each the full length of its side: the corner squares of the band
+    belong to two edges (top and left both hold the top-left one), so a corner mark lifts two edges while a
+    strip along one side lifts one."""
+    bw, bh = border_fraction * width, border_fraction * height
+    return {
+        "top": (0, 0, width, bh),
+        "bottom": (0, height - bh, width, height),
+        "left": (0, 0, bw, height),
+        "right": (width - bw, 0, width, height),
+    }
+
+
+def _region_rects(height, width, corner_fraction, regions, border_fraction=None) -> dict[str, np.ndarray]:
+    """Named rectangles in pixel coordinates (corners, edges when ``border_fraction`` is given, and user
+    regions) as [1, 4] arrays."""
     cw, ch = corner_fraction * width, corner_fraction * height
     corners = {
         "tl": (0, 0, cw, ch),
@@ -132,6 +211,9 @@ def _region_rects(height, width, corner_fraction, regions) -> dict[str, np.ndarr
         "br": (width - cw, height - ch, width, height),
     }
     rects = {f"corner_heat_{c}": np.array([corners[c]], dtype=np.float64) for c in CORNERS}
+    if border_fraction is not None:
+        edges = _edge_rects(height, width, border_fraction)
+        rects.update({f"edge_heat_{e}": np.array([edges[e]], dtype=np.float64) for e in EDGES})
     scale = np.array([width, height, width, height], dtype=np.float64)
     for name, frac in regions.items():
         rects[f"{REGION_PREFIX}{name}"] = (frac * scale)[None, :]
@@ -148,6 +230,7 @@ def score_maps(
     pointing_tolerance: float | None = None,
     cam_threshold: float = 0.2,
     iou_hit: float = 0.5,
+    masks: Sequence[np.ndarray | None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Score a batch of heatmaps [N, H, W] against per-sample boxes (each [k, 4], k may be 0).
 
@@ -177,7 +260,10 @@ def score_maps(
     safe_total = np.where(alive, total, 1.0)
 
     padded = pad_boxes(boxes)
-    in_box = rect_masks(padded, height, width)
+    box_area = rect_masks(padded, height, width).sum(axis=(1, 2)) / float(height * width)
+    in_box = with_object_masks(rect_masks(padded, height, width), masks)  # the object region, mask or boxes
+    # per sample, its validated mask (None: boxes), for the distances that need a mask rather than rectangles
+    masks = None if masks is None else [in_box[i] if m is not None else None for i, m in enumerate(masks)]
     box_px = in_box.sum(axis=(1, 2))
     has_box = box_px > 0
     scored = alive & has_box  # map-derived box scores exist only here
@@ -196,6 +282,9 @@ def score_maps(
 
     centre = np.tile([[width / 2.0, height / 2.0]], (n, 1))
     center_hit = distance_to_boxes(centre, padded) <= pointing_tolerance
+    for i, mask in enumerate(masks or ()):
+        if mask is not None:
+            center_hit[i] = mask_distances(mask, centre[:1])[0] <= pointing_tolerance
 
     iou = np.full(n, np.nan)
     for i in np.flatnonzero(scored):  # connected components have no batched form
@@ -203,33 +292,35 @@ def score_maps(
 
     out = {
         "dead": dead.astype(np.float64),
-        "area": only(area, has_box),
+        "area": only(box_area if masks is not None else area, has_box),
         "energy": only(energy, scored),
         "lift": only(lift, scored),
         "excess": only(energy - area, scored),
         "chance_corrected": only(chance, scored & (box_px < height * width)),
         "relative_lift": only(relative, scored & (area < MAX_RELATIVE_LIFT_AREA)),
-        "pointing_hit": only(_pointing(heat, scored, padded, pointing_tolerance), scored),
+        "pointing_hit": only(_pointing(heat, scored, padded, pointing_tolerance, masks), scored),
         "center_hit": only(center_hit, has_box),
         "rank_accuracy": only(_rank_accuracy(heat, in_box, box_px), scored),
         "cam_box_iou": iou,
         "cam_box_hit": only(iou >= iou_hit, scored),
     }
+    out["ring_heat"], out["ring_lift"] = _ring_scores(heat, in_box, padded, scored, safe_total)
 
     outside = ~in_box
     region_heat = {}
-    corner_lift = {}
-    for name, rect in _region_rects(height, width, corner_fraction, region_fracs).items():
+    lifts = {}
+    for name, rect in _region_rects(height, width, corner_fraction, region_fracs, border_fraction).items():
         region = rect_masks(rect, height, width)
         free = region & outside
         region_heat[name] = np.sum(heat, axis=(1, 2), where=free) / safe_total
-        if name.startswith("corner_heat_"):
-            # heat share / area share of the corner's free pixels: 1 = a uniform map, as lift is for the box
+        prefix = next((p for p in LIFT_PREFIXES if name.startswith(p)), None)
+        if prefix is not None:
+            # heat share / area share of the region's free pixels: 1 = a uniform map, as lift is for the box
             free_px = free.sum(axis=(1, 2))
             usable = free_px >= MIN_FREE_CORNER * region.sum()
             with np.errstate(invalid="ignore", divide="ignore"):
                 share = free_px / float(height * width)
-                corner_lift[name.replace("corner_heat_", "corner_lift_")] = np.where(
+                lifts[name.replace(prefix, LIFT_PREFIXES[prefix])] = np.where(
                     usable, region_heat[name] / share, np.nan)
     bw, bh = border_fraction * width, border_fraction * height
     band = ~rect_masks(np.array([[bw, bh, width - bw, height - bh]]), height, width)
@@ -238,14 +329,21 @@ def score_maps(
     region_heat["corner_heat_max"] = np.max([region_heat[c] for c in corner_cols], axis=0, initial=0.0)
 
     lift_cols = [f"corner_lift_{c}" for c in CORNERS]
-    stacked = np.stack([corner_lift[c] for c in lift_cols])
-    any_usable = np.isfinite(stacked).any(axis=0)
-    region_heat.update(corner_lift)
-    region_heat["corner_lift_max"] = np.where(
-        any_usable, np.max(np.where(np.isfinite(stacked), stacked, -np.inf), axis=0), np.nan)
+    edge_cols = [f"edge_lift_{e}" for e in EDGES]
+    region_heat.update(lifts)
+    region_heat["corner_lift_max"] = _finite_max(np.stack([lifts[c] for c in lift_cols]))
+    region_heat["edge_lift_max"] = _finite_max(np.stack([lifts[c] for c in edge_cols]))
 
+    if masks is not None:  # the column exists only when asked for, so the device scorer's columns stay the same
+        out["object_area"] = only(area, has_box)
     ordered = [*corner_cols, "corner_heat_max", *lift_cols, "corner_lift_max", "border_heat",
-               *(k for k in region_heat if k.startswith(REGION_PREFIX))]
+               *edge_cols, "edge_lift_max", *(k for k in region_heat if k.startswith(REGION_PREFIX))]
     for name in ordered:
         out[name] = only(region_heat[name], alive)
     return out
+
+
+def _finite_max(stacked: np.ndarray) -> np.ndarray:
+    """Per column, the largest finite value of [R, N]; NaN where none is finite."""
+    finite = np.isfinite(stacked)
+    return np.where(finite.any(axis=0), np.max(np.where(finite, stacked, -np.inf), axis=0), np.nan)

@@ -21,6 +21,7 @@ PREDICTION = "prediction"
 SANITY = "sanity"
 REGION_PREFIX = "region_"
 CORNERS = ("tl", "tr", "bl", "br")
+EDGES = ("top", "bottom", "left", "right")
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,9 @@ _ENTRIES = [
           "1 when the map sums to <= 0 or holds a non-finite value: no explanation (never counts as a pass)."),
     _info("area", None, 0, 1, CONTINUOUS, True,
           "A = |B| / |image|: share of the image covered by the union of the object boxes."),
+    _info("object_area", None, 0, 1, CONTINUOUS, True,
+          "|object| / |image|: the object region's share, the A of energy and lift (the mask's where the sample "
+          "has one, else equal to area)."),
     _info("energy", True, 0, 1, CONTINUOUS, True,
           "E = sum(H * B) / sum(H): share of heat inside the boxes (energy pointing game, relevance mass)."),
     _info("lift", True, 0, math.inf, CONTINUOUS, True,
@@ -78,6 +82,12 @@ _ENTRIES = [
     _info("cam_box_iou", True, 0, 1, CONTINUOUS, True,
           "IoU of the bounding box of the largest component of H >= t * max(H) with the best-matching box."),
     _info("cam_box_hit", True, 0, 1, BOOLEAN, True, "1 when cam_box_iou >= the IoU threshold (0.5 by default)."),
+    _info("ring_heat", False, 0, 1, CONTINUOUS, True,
+          "Share of heat in the ring just outside the object boxes: each box grown by (w + h) / 4, at most 1/8 "
+          "of the frame's shorter side, minus every object pixel (a mark beside the object)."),
+    _info("ring_lift", False, 0, math.inf, CONTINUOUS, True,
+          "ring_heat / the ring's share of the frame: 1 = a uniform map; a mark beside the object lifts it. "
+          "NaN when the ring is empty (the objects fill the frame)."),
     *[
         _info(f"corner_heat_{c}", False, 0, 1, CONTINUOUS, False,
               f"Share of heat in the {c} corner rectangle, excluding object pixels (watermark probe).")
@@ -94,6 +104,15 @@ _ENTRIES = [
           "Largest corner lift of the image: finds a mark in whichever corner it sits (Decoy MNIST)."),
     _info("border_heat", False, 0, 1, CONTINUOUS, False,
           "Share of heat in a band along all four image edges, excluding object pixels."),
+    *[
+        _info(f"edge_lift_{e}", False, 0, math.inf, CONTINUOUS, False,
+              f"Heat share of the {e} edge band (the border band's {e} side, full length, so the band's corner "
+              f"squares count for two edges) divided by its area share, object pixels excluded from both: "
+              f"1 = a uniform map. NaN when objects cover over 75% of the band.")
+        for e in EDGES
+    ],
+    _info("edge_lift_max", False, 0, math.inf, CONTINUOUS, False,
+          "Largest edge lift of the image: finds a strip or tag along whichever side it runs."),
     _info("centre_heat", None, 0, 1, CONTINUOUS, False,
           "Share of heat in the central 50% x 50% rectangle (a quarter of the image): with no boxes, where "
           "the evidence sits; 0.25 for a uniform map."),
@@ -120,6 +139,14 @@ _ENTRIES = [
           "another class's (BG-gap, Xiao et al. 2020).", PROBE),
     _info("confidence_drop", None, -1, 1, CONTINUOUS, True,
           "True-class probability on the image minus on the background-only image.", PROBE),
+    # hot spots confirmed by ablation (validator.probes.hotspot): forward passes on altered images
+    _info("hotspot_drop", False, -1, 1, CONTINUOUS, False,
+          "Explained-class probability with an equal-area random background region filled minus with the "
+          "hottest connected region outside the object filled: ~0 when the model ignores what the map's hot "
+          "spot shows, large when it reads a mark there (off the central quarter without boxes).", PROBE),
+    _info("hotspot_flip", False, -1, 1, CONTINUOUS, False,
+          "1 when filling the hot spot turns a correct prediction wrong and filling the random region does "
+          "not, -1 for the reverse, 0 otherwise: its mean is the accuracy the hot spot alone holds.", PROBE),
     # faithfulness (validator.probes.faithfulness): on a sample of the rows
     _info("deletion_auc", False, 0, 1, CONTINUOUS, False,
           "Area under the true-class probability as the hottest pixels are removed (Petsiuk et al. 2018): "

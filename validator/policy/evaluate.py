@@ -11,7 +11,7 @@ import numpy as np
 
 from validator.errors import CamgateError
 from validator.metrics import MetricInfo
-from validator.metrics.registry import HEATMAP
+from validator.metrics.registry import EDGES, HEATMAP
 from validator.policy.datachecks import class_column, data_checks, slice_classes
 from validator.policy.missing import undefined_sentence
 from validator.policy.model import Check, Policy
@@ -68,6 +68,8 @@ def evaluate(policy: Policy, table: Mapping[str, np.ndarray], *, data_summary: M
             result.confidence = confidence
             if result.outcome in (FAIL, WARN) and check.metric.startswith(CORNER_PREFIXES):
                 result.message += "; " + corner_sentence(table, _slice_rows(labels, class_name))
+            if result.outcome in (FAIL, WARN) and check.metric.startswith(EDGE_PREFIXES):
+                result.message += "; " + edge_sentence(table, _slice_rows(labels, class_name))
             if result.n < check.min_samples:  # too few values: say why when the metric knows (faithfulness_gain)
                 why = undefined_sentence(table, info, _slice_rows(labels, class_name))
                 result.message += f"; {why}" if why else ""
@@ -110,21 +112,35 @@ _ONE_CORNER_SHARE = 0.6  # above this share of images, one corner holds the evid
 
 def corner_sentence(table: Mapping[str, np.ndarray], rows: np.ndarray) -> str:
     """Where the corner evidence sits: the corner that is hottest in most images, or all of them."""
-    columns = [f"corner_lift_{c}" for c in _CORNER_WORDS]
+    return _hottest_sentence(table, rows, [f"corner_lift_{c}" for c in _CORNER_WORDS],
+                             list(_CORNER_WORDS.values()), "corner", "in the {} corner", "in the corners")
+
+
+EDGE_PREFIXES = ("edge_lift_",)
+
+
+def edge_sentence(table: Mapping[str, np.ndarray], rows: np.ndarray) -> str:
+    """Where the edge evidence sits: the edge whose lift is largest in most images, or "the edges"."""
+    return _hottest_sentence(table, rows, [f"edge_lift_{e}" for e in EDGES], list(EDGES), "edge",
+                             "along the {} edge", "along the edges")
+
+
+def _hottest_sentence(table, rows, columns, names, noun, one, many) -> str:
+    """"the evidence sits <one>" when one region is the hottest (largest lift) in >= _ONE_CORNER_SHARE of
+    the images, else "<many>, no single one", with the per-image shares."""
     if not all(c in table for c in columns):
-        return "the evidence sits in the corners"
+        return f"the evidence sits {many}"
     lifts = np.stack([np.asarray(table[c], dtype=float)[rows] for c in columns], axis=1)
     usable = np.isfinite(lifts).any(axis=1)
     if not usable.any():
-        return "the evidence sits in the corners"
+        return f"the evidence sits {many}"
     hottest = np.argmax(np.where(np.isfinite(lifts[usable]), lifts[usable], -np.inf), axis=1)
-    shares = np.bincount(hottest, minlength=4) / len(hottest)
-    names = list(_CORNER_WORDS.values())
+    shares = np.bincount(hottest, minlength=len(columns)) / len(hottest)
     detail = ", ".join(f"{names[i]} {shares[i]:.0%}" for i in np.argsort(-shares, kind="stable"))
     top = int(np.argmax(shares))
     if shares[top] >= _ONE_CORNER_SHARE:
-        return f"the evidence sits in the {names[top]} corner (hottest corner per image: {detail})"
-    return f"the evidence sits in the corners, no single one (hottest corner per image: {detail})"
+        return f"the evidence sits {one.format(names[top])} (hottest {noun} per image: {detail})"
+    return f"the evidence sits {many}, no single one (hottest {noun} per image: {detail})"
 
 
 def _slice_rows(labels: np.ndarray, class_name: str | None) -> np.ndarray:

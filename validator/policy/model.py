@@ -53,6 +53,7 @@ class Probes:
     counterfactual: bool = True  # background-only and Mixed-Rand forward passes on every audited image
     fill: str = "tile"
     # deletion / insertion against a random order: 4 * steps - 3 forward passes per image (5 at 2 steps)
+    hotspot_samples: int = 64  # hot spot vs random region filled: 2 forward passes per image, on this many
     faithfulness_samples: int = 32
     faithfulness_steps: int = 2  # >= 2: with one step the map and the random order share every point
     faithfulness_baseline: str = "blur"
@@ -64,6 +65,7 @@ class Probes:
     def to_dict(self) -> dict:
         return {
             "counterfactual": {"enabled": self.counterfactual, "fill": self.fill},
+            "hotspot": {"samples": self.hotspot_samples},
             "faithfulness": {"samples": self.faithfulness_samples, "steps": self.faithfulness_steps,
                              "baseline": self.faithfulness_baseline},
             "sanity": {"samples": self.sanity_samples, "stages": self.sanity_stages},

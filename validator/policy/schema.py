@@ -165,7 +165,8 @@ def _explainer_option(opts: Fields, method: str, name: str, default: object) -> 
 
 
 def _probes(raw: object, source: Source) -> Probes:
-    top = Fields(raw, "probes", source, ("counterfactual", "faithfulness", "sanity", "discovery"), "probes")
+    top = Fields(raw, "probes", source, ("counterfactual", "hotspot", "faithfulness", "sanity", "discovery"),
+                 "probes")
     raw_cf = top.raw_value("counterfactual")
     if isinstance(raw_cf, bool):  # `counterfactual: false` switches it off
         enabled, raw_cf = raw_cf, None
@@ -174,6 +175,7 @@ def _probes(raw: object, source: Source) -> Probes:
     cf = Fields(raw_cf, "probes.counterfactual", source, ("enabled", "fill"), "probes.counterfactual")
     faith = Fields(top.raw_value("faithfulness"), "probes.faithfulness", source, ("samples", "steps", "baseline"),
                    "probes.faithfulness")
+    hotspot = Fields(top.raw_value("hotspot"), "probes.hotspot", source, ("samples",), "probes.hotspot")
     sanity = Fields(top.raw_value("sanity"), "probes.sanity", source, ("samples", "stages"), "probes.sanity")
     disc = Fields(top.raw_value("discovery"), "probes.discovery", source, ("grid", "max_clusters"),
                   "probes.discovery")
@@ -183,6 +185,7 @@ def _probes(raw: object, source: Source) -> Probes:
     return Probes(
         counterfactual=enabled_value,
         fill=cf.choice("fill", FILLS, "tile"),
+        hotspot_samples=hotspot.integer("samples", 64, lo=0),
         faithfulness_samples=faith.integer("samples", 32, lo=0),
         faithfulness_steps=faith.integer("steps", 2, lo=2),  # 1 step has no inner point: no gain to judge
         faithfulness_baseline=faith.choice("baseline", BASELINES, "blur"),

@@ -15,7 +15,9 @@ Backgrounds in Object Recognition"):
 
 Pixel membership follows ``validator.metrics.geometry`` (pixel-centre rule), as the localisation scores
 do, so a probe removes exactly the pixels the heat scores call "object". A sample whose boxes cover no
-pixel centre (k = 0, slivers) or every pixel (no background to probe) gets NaN in every column.
+pixel centre (k = 0, slivers) or every pixel (no background to probe) gets NaN in every column. With
+``masks`` (one per sample, None where a sample has only boxes) a sample's mask replaces its boxes: the fill
+removes the mask's pixels and Mixed-Rand pastes only them, as the scores count them.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import cv2
 import numpy as np
 
 from validator.errors import ModelError, UsageError
-from validator.metrics.geometry import pad_boxes, rect_masks
+from validator.metrics.geometry import pad_boxes, rect_masks, with_object_masks
 
 FILLS = ("tile", "mean", "blur", "inpaint")
 COLUMNS = ("bg_only_correct", "bg_only_skill", "bg_only_confidence", "object_only_correct", "bg_gap",
@@ -36,6 +38,8 @@ CHANNELS = (1, 3, 4)
 # Blur sigma as a share of the longer image side (22 px at 224): wide enough that the blurred box holds
 # only a smooth mix of the surrounding background, with no edge or texture at object scale.
 BLUR_SIGMA_FRACTION = 0.1
+# The tile fill's strip is taken inside this share of each side (the heat scores' border band) where it can.
+TILE_MARGIN = 0.1
 # cv2.inpaint neighbourhood radius (pixels): the usual choice; larger is slower and no better for boxes.
 INPAINT_RADIUS = 3
 
@@ -62,8 +66,8 @@ def _check_fill(fill: str) -> str:
     return fill
 
 
-def _masks(boxes: Sequence[np.ndarray], n: int, height: int, width: int) -> np.ndarray:
-    """[N, H, W] bool object masks, with the same rounding as the localisation scores."""
+def _masks(boxes: Sequence[np.ndarray], n: int, height: int, width: int, masks=None) -> np.ndarray:
+    """[N, H, W] bool object masks, with the same rounding as the localisation scores (``masks`` where given)."""
     if isinstance(boxes, np.ndarray) and boxes.ndim != 3:
         raise UsageError(f"boxes must be a list of N arrays [k, 4] (or one array [N, k, 4]), "
                          f"got shape {boxes.shape}")
@@ -71,7 +75,7 @@ def _masks(boxes: Sequence[np.ndarray], n: int, height: int, width: int) -> np.n
         raise UsageError(f"boxes has {len(boxes)} entries but there are {n} images (one [k, 4] array each)")
     if n == 0:
         return np.zeros((0, height, width), dtype=bool)
-    return rect_masks(pad_boxes(boxes), height, width)
+    return with_object_masks(rect_masks(pad_boxes(boxes), height, width), masks)
 
 
 def _check_class_ids(class_ids, n: int, num_classes: int | None = None) -> np.ndarray:
@@ -126,18 +130,24 @@ def _tile_fill(img: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
     """The image tiled with its largest full-width or full-height strip clear of the objects (None: no strip).
 
     Xiao et al.'s Only-BG-T: the removed object becomes background texture, with no flat patch whose edges a
-    shape detector can read (a mean-filled box is a square)."""
+    shape detector can read (a mean-filled box is a square). The strip is taken inside the frame's border
+    band (``TILE_MARGIN`` of each side) where that leaves one: marks sit on borders and in corners (tags,
+    strips, rulers), and tiling them would copy them into the middle of the frame, where even a model that
+    never read them may answer to their repeated shapes. A mark stays where it was, outside the fill."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     height, width = mask.shape
-    strips = [(x0 * height, (slice(None), slice(0, x0))), ((width - x1) * height, (slice(None), slice(x1, None))),
-              (y0 * width, (slice(0, y0), slice(None))), ((height - y1) * width, (slice(y1, None), slice(None)))]
-    area, where = max(strips, key=lambda s: s[0])
-    if area == 0:
-        return None
-    strip = img[where]
-    reps = (-(-height // strip.shape[0]), -(-width // strip.shape[1]), 1)
-    return np.tile(strip, reps)[:height, :width]
+    # (top, bottom, left, right) of the four strips beside the objects' bounding rectangle
+    strips = [(0, height, 0, x0), (0, height, x1, width), (0, y0, 0, width), (y1, height, 0, width)]
+    mh, mw = int(TILE_MARGIN * height), int(TILE_MARGIN * width)
+    inner = [(max(t, mh), min(b, height - mh), max(le, mw), min(r, width - mw)) for t, b, le, r in strips]
+    for candidates in (inner, strips):
+        t, b, le, r = max(candidates, key=lambda s: max(0, s[1] - s[0]) * max(0, s[3] - s[2]))
+        if b > t and r > le:
+            strip = img[t:b, le:r]
+            reps = (-(-height // strip.shape[0]), -(-width // strip.shape[1]), 1)
+            return np.tile(strip, reps)[:height, :width]
+    return None
 
 
 def _background_only(images: np.ndarray, masks: np.ndarray, fill: str) -> np.ndarray:
@@ -161,7 +171,7 @@ def _background_only(images: np.ndarray, masks: np.ndarray, fill: str) -> np.nda
     return out
 
 
-def background_only(images: np.ndarray, boxes: Sequence[np.ndarray], fill: str = "tile") -> np.ndarray:
+def background_only(images: np.ndarray, boxes: Sequence[np.ndarray], fill: str = "tile", masks=None) -> np.ndarray:
     """The images with their object boxes filled, so only the background is left (a new float32 array).
 
     Pixels outside the boxes are returned unchanged; an image without box pixels comes back as it was.
@@ -185,8 +195,8 @@ def background_only(images: np.ndarray, boxes: Sequence[np.ndarray], fill: str =
     """
     arr = _check_images(images)
     fill = _check_fill(fill)
-    masks = _masks(boxes, arr.shape[0], arr.shape[1], arr.shape[2])
-    return _background_only(arr, masks, fill)
+    regions = _masks(boxes, arr.shape[0], arr.shape[1], arr.shape[2], masks)
+    return _background_only(arr, regions, fill)
 
 
 def _donors(class_ids: np.ndarray, usable: np.ndarray, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
@@ -250,12 +260,12 @@ def _object_only(images, masks, class_ids, fill, seed, background=None, groups=N
     return np.where(masks[..., None], images, base), donor
 
 
-def _paste_on_donors(images, masks, donor_images, donor_boxes, has_donor, fill):
+def _paste_on_donors(images, masks, donor_images, donor_boxes, has_donor, fill, donor_masks=None):
     """Each object pasted onto its own donor's background-only image (donors given by the caller)."""
     donor_arr = _check_images(donor_images)
     if donor_arr.shape != images.shape:
         raise UsageError(f"donor_images has shape {donor_arr.shape}, expected {images.shape} (one per image)")
-    donor_masks = _masks(donor_boxes, *donor_arr.shape[:3])
+    donor_masks = _masks(donor_boxes, *donor_arr.shape[:3], donor_masks)
     background = _background_only(donor_arr, donor_masks, fill)
     has_donor = np.asarray(has_donor, dtype=bool) & _probed(masks)
     mixed = np.where(masks[..., None], images, background)
@@ -269,6 +279,7 @@ def object_only(
     fill: str = "tile",
     seed: int = 0,
     groups: Sequence | None = None,
+    masks=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mixed-Rand: each sample's box pixels pasted onto the background-only image of a donor of another class.
 
@@ -285,7 +296,7 @@ def object_only(
     """
     arr = _check_images(images)
     fill = _check_fill(fill)
-    masks = _masks(boxes, arr.shape[0], arr.shape[1], arr.shape[2])
+    masks = _masks(boxes, arr.shape[0], arr.shape[1], arr.shape[2], masks)
     ids = _check_class_ids(class_ids, arr.shape[0])
     if groups is not None and len(groups) != arr.shape[0]:
         raise UsageError(f"groups has {len(groups)} entries but there are {arr.shape[0]} images")
@@ -320,6 +331,7 @@ def probe_scores(
     original_probabilities: np.ndarray | None = None,
     multi_label: bool = False,
     donors: tuple | None = None,
+    masks=None,
 ) -> dict[str, np.ndarray]:
     """Per-sample probe columns (float64 [N], NaN where the sample is not probed; see the module doc).
 
@@ -331,7 +343,9 @@ def probe_scores(
     ``bg_only_skill`` is the share of labels still detected with the object removed. ``object_only_correct`` and ``bg_gap`` are also NaN where no donor of
     another class exists (see ``object_only``): counting those as "no gap" would dilute the BG-gap.
     ``donors``: ``(donor_images [N, H, W, C], donor_boxes, has_donor [N] bool)``, each sample's Mixed-Rand
-    donor chosen by the caller (the audit's ``draw_donors``); without it, donors come from this batch.
+    donor chosen by the caller (the audit's ``draw_donors``); without it, donors come from this batch. A
+    fourth item, the donors' object masks (None per donor with boxes only), is what their fill removes.
+    ``masks``: per sample its object mask or None (its boxes), see the module doc.
     """
     if not callable(predict):
         raise UsageError(f"predict must be a callable images -> probabilities, got {type(predict).__name__}")
@@ -341,7 +355,7 @@ def probe_scores(
         raise UsageError(f"num_classes must be an integer >= 2, got {num_classes!r}")
     num_classes = int(num_classes)
     n = arr.shape[0]
-    masks = _masks(boxes, n, arr.shape[1], arr.shape[2])
+    masks = _masks(boxes, n, arr.shape[1], arr.shape[2], masks)
     ids = _check_class_ids(class_ids, n, num_classes)
     if n == 0:
         return {name: np.zeros(0) for name in COLUMNS}
@@ -350,7 +364,9 @@ def probe_scores(
     if donors is None:
         mixed, donor = _object_only(arr, masks, ids, fill, seed, background=background)
     else:
-        mixed, donor = _paste_on_donors(arr, masks, *donors, fill)
+        donor_images, donor_boxes, has_donor, *donor_masks = donors  # the donors' masks are optional
+        mixed, donor = _paste_on_donors(arr, masks, donor_images, donor_boxes, has_donor, fill,
+                                        donor_masks[0] if donor_masks else None)
     rows = np.arange(n)
     # A copy: a predict that preprocesses in place (keras.applications' preprocess_input does) must not
     # change the caller's images.

@@ -15,6 +15,7 @@ from validator.errors import CamgateError
 
 COUNTERFACTUAL_COLUMNS = ("bg_only_correct", "bg_only_skill", "bg_only_confidence", "object_only_correct",
                           "bg_gap", "confidence_drop")
+HOTSPOT_COLUMNS = ("hotspot_drop", "hotspot_flip")
 FAITHFULNESS_COLUMNS = ("deletion_auc", "insertion_auc", "faithfulness_gap", "faithfulness_gain")
 SANITY_COLUMN = "sanity_spearman"
 
@@ -27,7 +28,7 @@ class ProbeRunner:
         self.loaded, self.probes, self.seed = loaded, probes, int(seed)
         self.samples, self.preprocess = samples, preprocess
         self.method, self.layer, self.batch_size, self.options = method, layer, batch_size, dict(options or {})
-        self.seconds = {"counterfactual": 0.0, "faithfulness": 0.0, "sanity": 0.0}
+        self.seconds = {"counterfactual": 0.0, "hotspot": 0.0, "faithfulness": 0.0, "sanity": 0.0}
         self.predictor = None
         if probes.counterfactual or probes.faithfulness_samples:
             from validator.explain.predict import Predictor
@@ -43,6 +44,8 @@ class ProbeRunner:
         rng = np.random.default_rng(self.seed)
         self.faith_samples = set(rng.permutation(labelled)[: probes.faithfulness_samples].tolist())
         self.sanity_samples = set(rng.permutation(labelled)[: probes.sanity_samples].tolist())
+        # a seeded subset of the whole set, like faithfulness: the cost stays flat in the set's size
+        self.hotspot_samples = set(rng.permutation(labelled)[: probes.hotspot_samples].tolist())
         self._sanity_images: list[np.ndarray] = []
         self._sanity_classes: list[int] = []
         self._sanity_rows: list[int] = []
@@ -54,18 +57,24 @@ class ProbeRunner:
 
     def on_batch(self, batch, class_ids: np.ndarray, labelled: np.ndarray, result) -> dict[str, np.ndarray]:
         n = len(batch.indices)
-        columns = {name: np.full(n, np.nan) for name in (*COUNTERFACTUAL_COLUMNS, *FAITHFULNESS_COLUMNS)}
+        columns = {name: np.full(n, np.nan) for name in (*COUNTERFACTUAL_COLUMNS, *HOTSPOT_COLUMNS,
+                                                         *FAITHFULNESS_COLUMNS)}
         since = time.perf_counter()
         if self.probes.counterfactual:
             from validator.probes.counterfactual import probe_scores
 
             scores = probe_scores(self.predictor, batch.images, batch.boxes, class_ids, self.loaded.num_classes,
                                   fill=self.probes.fill, original_probabilities=result.probabilities,
-                                  multi_label=self.loaded.multi_label, donors=self._donor_images(batch))
+                                  multi_label=self.loaded.multi_label, donors=self._donor_images(batch),
+                                  masks=batch.masks)
             for name in COUNTERFACTUAL_COLUMNS:
                 columns[name] = np.where(labelled, scores[name], np.nan)
         now = time.perf_counter()
         self.seconds["counterfactual"] += now - since
+        if self.probes.counterfactual and self.hotspot_samples:
+            columns.update(self._hotspot(batch, class_ids, labelled, result))
+        since, now = now, time.perf_counter()
+        self.seconds["hotspot"] += now - since
         picked = np.array([i for i, index in enumerate(batch.indices)
                            if int(index) in self.faith_samples and labelled[i] and not result.dead[i]], dtype=int)
         if len(picked):
@@ -91,23 +100,43 @@ class ProbeRunner:
         self._batches += 1
         return columns
 
+    def _hotspot(self, batch, class_ids, labelled, result) -> dict[str, np.ndarray]:
+        """Hot spot vs random region filled (validator.probes.hotspot), on the labelled rows with a live map."""
+        from validator.probes.hotspot import hotspot_scores
+
+        chosen = np.array([int(i) in self.hotspot_samples for i in batch.indices], dtype=bool)
+        rows = np.flatnonzero(chosen & labelled & ~np.asarray(result.dead, dtype=bool))
+        out = {name: np.full(len(batch.indices), np.nan) for name in HOTSPOT_COLUMNS}
+        if not len(rows):
+            return out
+        # the random region is seeded by the run seed and the sample's index in the whole set: batch-independent
+        scores = hotspot_scores(self.predictor, batch.images[rows], result.maps[rows], class_ids[rows],
+                                [batch.boxes[i] for i in rows], fill=self.probes.fill, seed=self.seed,
+                                sample_ids=np.asarray(batch.indices)[rows],
+                                original_probabilities=result.probabilities[rows],
+                                multi_label=self.loaded.multi_label)
+        for name in HOTSPOT_COLUMNS:
+            out[name][rows] = scores[name]
+        return out
+
     def _donor_images(self, batch) -> tuple:
-        """The batch's Mixed-Rand donors, decoded like the batch (donor_images, donor_boxes, has_donor)."""
+        """The batch's Mixed-Rand donors, decoded like the batch (donor_images, donor_boxes, has_donor, donor_masks)."""
         from validator.data.pipeline import load_samples
 
         donor = self.donors[np.asarray(batch.indices, dtype=np.int64)]
         has = donor >= 0
         images = np.zeros_like(batch.images)
         boxes = [np.zeros((0, 4))] * len(donor)
-        picked, picked_boxes, ok = load_samples([self.samples[j] for j in donor[has]],
-                                                input_size=self.loaded.input_size,
-                                                channels=self.loaded.input_channels, preprocess=self.preprocess)
+        masks = [None] * len(donor)
+        picked, picked_boxes, ok, picked_masks = load_samples(
+            [self.samples[j] for j in donor[has]], input_size=self.loaded.input_size,
+            channels=self.loaded.input_channels, preprocess=self.preprocess, masks=True)
         where = np.flatnonzero(has)
         images[where] = picked
         for k, i in enumerate(where):
-            boxes[i] = picked_boxes[k]
+            boxes[i], masks[i] = picked_boxes[k], picked_masks[k]
         has[where] = ok  # a donor that cannot be read leaves its recipient unprobed (NaN), never another donor
-        return images, boxes, has
+        return images, boxes, has, masks
 
     def _chunk(self, batch) -> int:
         # a seed per chunk of the whole set (not per batch seen): a shard draws what a single process draws
@@ -143,6 +172,8 @@ class ProbeRunner:
         return {
             "counterfactual": {"enabled": bool(self.probes.counterfactual), "fill": self.probes.fill,
                                "forward_passes_per_image": 2 if self.probes.counterfactual else 0},
+            "hotspot": {"enabled": bool(self.probes.counterfactual), "samples": len(self.hotspot_samples),
+                        "forward_passes_per_image": 2 if self.probes.counterfactual else 0},
             "faithfulness": {"samples": len(self.faith_samples), "steps": self.probes.faithfulness_steps,
                              "baseline": self.probes.faithfulness_baseline,
                              "forward_passes_per_image": faithfulness_passes(self.probes.faithfulness_steps)},

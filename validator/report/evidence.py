@@ -14,6 +14,8 @@ PROBE_ROWS = (
     ("object_only_correct", "rate", "accuracy on another class's background (Mixed-Rand)", ""),
     ("bg_gap", "mean", "BG-gap: accuracy lost when the background is swapped", "Xiao et al.: 7.3 points for a "
      "standard ResNet-50 on IN-9, 0.2 when trained on Mixed-Rand"),
+    ("hotspot_drop", "mean", "class probability lost when the map's hottest spot off the object is filled, "
+     "minus a random region of its size", "~0 when the model ignores the spot; a mark it reads: large"),
     ("deletion_auc", "mean", "deletion AUC (hottest pixels removed first)", "lower = more faithful"),
     ("insertion_auc", "mean", "insertion AUC (hottest pixels inserted first)", "higher = more faithful"),
     ("faithfulness_gain", "mean", "faithfulness gain: the map's insertion - deletion gap minus a random order's",

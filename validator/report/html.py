@@ -16,6 +16,7 @@ CLASS_COLUMNS = (
     ("pointing_hit", "rate", "pointing game"),
     ("corner_heat_max", "mean", "corner heat"),
     ("corner_lift_max", "mean", "corner lift"),
+    ("edge_lift_max", "mean", "edge lift"),
     ("correct", "rate", "accuracy"),
 )
 

@@ -62,6 +62,9 @@ def evidence_metrics(verdict) -> dict[str, float]:
         value = finite(stage.get("mean"))
         if value is not None:
             out[f"sanity/spearman_top_{int(stage['n_top'])}"] = value
+    passes = finite(((verdict.probes or {}).get("hotspot") or {}).get("forward_passes_per_image"))
+    if passes is not None:  # the hot-spot probe's cost beside its hotspot_drop aggregates
+        out["hotspot/forward_passes_per_image"] = passes
     clusters = ((verdict.discovery or {}).get("clusters") or {}).values()
     if verdict.discovery:
         out["discovery/n_flagged_clusters"] = float(sum(bool(c.get("off_object")) for e in clusters

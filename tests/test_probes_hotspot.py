@@ -1,0 +1,113 @@
+"""Hot spots confirmed by ablation (validator.probes.hotspot): toy models with a known answer, seeding, controls."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from validator._tf import keras
+from validator.probes.hotspot import hot_spot, hotspot_scores, random_region
+
+SIZE = 32
+OBJECT = [12, 12, 20, 20]  # x0, y0, x1, y1
+MARK = (slice(2, 6), slice(24, 30))  # rows, cols: top right, clear of the object
+
+
+def reader(rows: slice, cols: slice):
+    """A Keras model whose 2 classes depend only on the mean brightness of one patch (class 1 when bright)."""
+    inputs = keras.Input((SIZE, SIZE, 3))
+    crop = keras.layers.Cropping2D(((rows.start, SIZE - rows.stop), (cols.start, SIZE - cols.stop)))(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D()(crop)
+    dense = keras.layers.Dense(2, activation="softmax")
+    model = keras.Model(inputs, dense(pooled))
+    s = 20.0 / 3
+    dense.set_weights([np.array([[-s, s]] * 3, dtype=np.float32), np.array([10.0, -10.0], dtype=np.float32)])
+    return lambda x: model.predict_on_batch(np.asarray(x, np.float32))
+
+
+def scene(n: int = 8, seed: int = 0):
+    """Textured background (~0.2), a grey object box, a bright mark top right; maps hot on the mark."""
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(0.15, 0.25, (n, SIZE, SIZE, 3)).astype(np.float32)
+    x0, y0, x1, y1 = OBJECT
+    images[:, y0:y1, x0:x1] = 0.6
+    images[:, MARK[0], MARK[1]] = 1.0
+    maps = np.full((n, SIZE, SIZE), 0.01)
+    maps[:, y0:y1, x0:x1] = 0.5
+    maps[:, 1:7, 23:31] = 1.0  # the map's hot spot: the mark and a pixel around it
+    boxes = [np.array([OBJECT], dtype=float)] * n
+    return images, maps, boxes
+
+
+def test_hot_spot_is_the_hottest_component_outside_the_object():
+    heat = np.zeros((16, 16))
+    heat[6:10, 6:10] = 10.0  # the object: excluded however hot
+    heat[0:2, 0:2] = 1.0  # 4 px x 1.0
+    heat[13:16, 13:16] = 0.8  # 9 px x 0.8: more heat in all
+    exclude = np.zeros((16, 16), bool)
+    exclude[6:10, 6:10] = True
+    spot = hot_spot(heat, exclude)
+    assert spot.sum() == 9 and spot[13:16, 13:16].all()
+    assert not hot_spot(np.where(exclude, 1.0, 0.0), exclude).any()  # no heat outside: no spot
+
+
+def test_random_region_has_the_spot_shape_and_avoids_the_object():
+    spot = np.zeros((16, 16), bool)
+    spot[0:3, 0:2] = True
+    exclude = np.zeros((16, 16), bool)
+    exclude[4:12, 4:12] = True
+    region = random_region(spot, exclude, np.random.default_rng(0))
+    assert region.sum() == spot.sum() and not (region & exclude).any() and not (region & spot).any()
+    assert random_region(spot, np.ones((16, 16), bool), np.random.default_rng(0)) is None
+
+
+def test_a_model_reading_the_mark_loses_the_class_when_the_hot_spot_is_filled():
+    images, maps, boxes = scene()
+    predict = reader(*MARK)
+    out = hotspot_scores(predict, images, maps, np.ones(len(images), int), boxes)
+    assert np.all(out["hotspot_drop"] > 0.9)  # p(class 1) ~1 with the mark, ~0 with it filled
+    assert np.all(out["hotspot_flip"] == 1.0)
+
+
+def test_a_model_ignoring_the_mark_shows_no_drop():
+    images, maps, boxes = scene()
+    predict = reader(slice(OBJECT[1], OBJECT[3]), slice(OBJECT[0], OBJECT[2]))  # reads the object only
+    out = hotspot_scores(predict, images, maps, np.ones(len(images), int), boxes)
+    np.testing.assert_allclose(out["hotspot_drop"], 0.0, atol=1e-6)
+    assert np.all(out["hotspot_flip"] == 0.0)
+
+
+def test_seeded_per_sample_and_independent_of_the_batch():
+    images, maps, boxes = scene(6)
+    maps = maps * np.random.default_rng(1).uniform(0.5, 1.5, maps.shape)  # irregular spots
+    predict = reader(*MARK)
+    ids = np.array([40, 3, 17, 8, 99, 5])
+    whole = hotspot_scores(predict, images, maps, np.ones(6, int), boxes, seed=7, sample_ids=ids)
+    for i in range(6):
+        alone = hotspot_scores(predict, images[i:i + 1], maps[i:i + 1], np.ones(1, int), boxes[i:i + 1], seed=7,
+                               sample_ids=ids[i:i + 1])
+        for name in whole:
+            np.testing.assert_allclose(alone[name], whole[name][i:i + 1], atol=1e-6)
+
+
+def test_box_free_samples_exclude_the_central_quarter_and_dead_maps_are_nan():
+    images, maps, _ = scene(3)
+    maps[2] = 0.0
+    out = hotspot_scores(reader(*MARK), images, maps, np.ones(3, int), None)
+    assert np.all(out["hotspot_drop"][:2] > 0.9) and np.isnan(out["hotspot_drop"][2])
+
+
+@pytest.mark.parametrize("fixture, expect_large", [("watermark_model", True), ("clean_model", False)])
+def test_real_controls(request, heldout_coco, fixture, expect_large):
+    from validator.explain import Explainer
+    from validator.explain.predict import Predictor
+
+    control = request.getfixturevalue(fixture)
+    data = heldout_coco("watermark", n=64, seed=2).arrays
+    loaded = str(control.path)
+    result = Explainer(loaded, "gradcam").explain(data.images.astype(np.float32), data.labels)
+    boxes = [np.asarray(b, float).reshape(1, 4) for b in data.boxes]
+    out = hotspot_scores(Predictor(loaded, batch_size=64), data.images.astype(np.float32), result.maps,
+                         data.labels, boxes, original_probabilities=result.probabilities)
+    drop = np.nanmean(out["hotspot_drop"])
+    assert (drop > 0.3) if expect_large else (abs(drop) < 0.05), drop
