@@ -160,7 +160,8 @@ def main() -> int:
             rows.append(_row(job, set_name, control, verdict))
             failed = sorted({c["check_id"] for c in verdict.failed_checks})
             print(f"[{time.perf_counter() - started:6.0f}s] {job.label:28} on {set_name:20} -> {verdict.status:5} "
-                  f"{', '.join(failed)} {verdict.error or ''}", flush=True)
+                  f"{', '.join(failed)} {verdict.error or ''}{'| ' + verdict.finding if verdict.finding else ''}",
+                  flush=True)
 
     text = _markdown(rows, args, policy)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -200,6 +201,7 @@ def _row(job: Job, set_name: str, control, verdict) -> dict:
         "failed": sorted({c["check_id"] for c in verdict.failed_checks}),
         "reason": next((c["message"] for c in verdict.failed_checks if c["check_id"] == "corner-heat"), None),
         "edge_reason": next((c["message"] for c in verdict.failed_checks if c["check_id"] == "edge-heat"), None),
+        "finding": verdict.finding,
         "error": verdict.error,
     }
 
@@ -293,6 +295,10 @@ def _markdown(rows, args, policy) -> str:
             if r["family"] not in seen:
                 seen.add(r["family"])
                 lines.append(f"- {r['label']} on {r['set']}: {r['edge_reason']}")
+    lines += ["", "The verdict's first sentence (`verdict.finding`), per shortcut run and held-out set:", ""]
+    for r in shortcut + [r for r in rows if r["expected"] == "report"]:
+        where = (r.get("finding") or "–").split(" (")[0]
+        lines.append(f"- {r['label']} on {r['set']} ({r['status']}): {where}")
     wrong = _misclassified(rows)
     lines += ["", f"Misclassified: {len(wrong)} of {sum(r['expected'] != 'report' for r in rows)} required outcomes."]
     lines += [f"- {r['label']} on {r['set']}: {r['status']} (expected {r['expected']})" for r in wrong]

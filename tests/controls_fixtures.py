@@ -37,6 +37,7 @@ __all__ = [
     "weather_model",
     "background_model",
     "edge_strip_model",
+    "beside_mark_model",
     "large_clean_model",
     "large_weather_model",
     "digits10_clean_model",
@@ -78,6 +79,12 @@ def watermark_model(control_cache_dir) -> ControlModel:
 def edge_strip_model(control_cache_dir) -> ControlModel:
     """Reads the class-coloured strip along the top edge only (issue 21; trains in ~10 s)."""
     return train_control("edge_strip", seed=CONTROL_SEED, cache_dir=control_cache_dir)
+
+
+@pytest.fixture(scope="session")
+def beside_mark_model(control_cache_dir) -> ControlModel:
+    """Reads a class mark touching the object's box only (issue 21; trains in ~10 s)."""
+    return train_control("beside_mark", seed=CONTROL_SEED, cache_dir=control_cache_dir)
 
 
 @pytest.fixture(scope="session")

@@ -215,7 +215,8 @@ def _print_verdict(verdict, quiet: bool, verbose: bool) -> None:
         click.echo(f"camgate: shard {verdict.shards['index']}/{verdict.shards['count']}: {verdict.shards['rows']} "
                    f"rows in {verdict.shards['file']} (judge with `camgate merge`)")
     tracked = f"; MLflow run {verdict.tracking['run_id']}" if verdict.tracking.get("run_id") else ""
-    click.echo(f"camgate: {verdict.status} (exit {verdict.exit_code}) — {report}{tracked}")
+    where = f"{verdict.finding}; " if verdict.finding else ""
+    click.echo(f"camgate: {verdict.status} (exit {verdict.exit_code}) — {where}{report}{tracked}")
 
 
 @main.command("check-policy")

@@ -412,6 +412,10 @@ def _judge(verdict: Verdict, policy_obj, context: dict, run, baseline_run, opts:
         policy_obj, run.table, data_summary=data_summary, baseline_table=baseline_table, today=today, seed=seed
     )
     verdict.checks = [r.to_dict() for r in results]
+    from validator.policy.finding import finding
+    from validator.policy.schema import metric_infos
+
+    verdict.finding = finding(results, run.table, metric_infos(policy_obj.regions))
     verdict.summary = _summarize(run.table, facts["class_names"], policy_obj, seed, facts["available"])
     _show_judged_intervals(verdict.summary, verdict.checks)
     timer.add("stats", since)

@@ -29,6 +29,7 @@ class Verdict:
     status: str = ERROR  # fails closed: only a completed evaluation can change it
     exit_code: int = 3
     error: str | None = None
+    finding: str | None = None  # the first sentence: where the evidence sits (validator.policy.finding)
     traceback: str | None = None
     model_name: str | None = None
     fail_on: str = "fail"
@@ -88,6 +89,7 @@ class Verdict:
                 "exit_code": self.exit_code,
                 "fail_on": self.fail_on,
                 "error": self.error,
+                "finding": self.finding,
                 "model": self.model,
                 "model_name": self.model_name,
                 "data": self.data,
@@ -154,6 +156,7 @@ VERDICT_SCHEMA = {
         "gate_ok": {"type": "boolean"},
         "exit_code": {"enum": [0, 1, 2, 3, 4]},
         "error": {"type": ["string", "null"]},
+        "finding": {"type": ["string", "null"]},
         "policy": {"type": "object"},
         "explainer": {"type": "object"},
         "sample": {"type": "object"},

@@ -36,7 +36,15 @@ import numpy as np
 from validator.errors import UsageError
 from validator.probes.counterfactual import _background_only, _call, _check_fill, _check_images, _masks
 
-COLUMNS = ("hotspot_drop", "hotspot_flip")
+COLUMNS = ("hotspot_drop", "hotspot_flip", "hotspot_place")
+# Where a hot spot sits, in this order of precedence (``hotspot_place`` is the index): touching the object
+# (within BESIDE_FRACTION of the shorter side), its heat-weighted centre in a corner square (CORNER_FRACTION
+# of each side, the corner scores' squares), in the border band (BORDER_FRACTION, the edge scores' band), or
+# elsewhere in the background.
+PLACES = ("beside the object", "in a corner", "along an edge", "in the background")
+BESIDE_FRACTION = 0.03
+CORNER_FRACTION = 0.125
+BORDER_FRACTION = 0.1
 FORWARD_PASSES = 2
 # Random placements tried per image (drawn at once, so the draw does not depend on which one fits).
 PLACEMENT_TRIES = 64
@@ -79,6 +87,27 @@ def random_region(spot: np.ndarray, exclude: np.ndarray, rng: np.random.Generato
     placed = np.zeros_like(spot)
     placed[best[0]:best[0] + bh, best[1]:best[1] + bw] = crop
     return placed
+
+
+def place(spot: np.ndarray, heat: np.ndarray, exclude: np.ndarray) -> int:
+    """Index into ``PLACES`` of where ``spot`` (a non-empty bool mask) sits, ``exclude`` being the object."""
+    height, width = spot.shape
+    reach = max(1, round(BESIDE_FRACTION * min(height, width)))
+    near = cv2.dilate(exclude.astype(np.uint8), np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)).astype(bool)
+    if exclude.any() and (spot & near).any():
+        return 0
+    weights = np.where(spot, np.maximum(np.nan_to_num(heat), 0.0), 0.0)
+    if weights.sum() <= 0:
+        weights = spot.astype(float)
+    ys, xs = np.indices(spot.shape)
+    cy, cx = (ys * weights).sum() / weights.sum() + 0.5, (xs * weights).sum() / weights.sum() + 0.5
+    in_x = min(cx, width - cx) < CORNER_FRACTION * width
+    in_y = min(cy, height - cy) < CORNER_FRACTION * height
+    if in_x and in_y:
+        return 1
+    if min(cx, width - cx) < BORDER_FRACTION * width or min(cy, height - cy) < BORDER_FRACTION * height:
+        return 2
+    return 3
 
 
 def _object_masks(boxes, n: int, height: int, width: int) -> np.ndarray:
@@ -154,4 +183,8 @@ def hotspot_scores(predict, images, maps, class_ids, boxes: Sequence | None = No
     correct = given(p_orig)
     out["hotspot_drop"][rows] = p_rand[at, k] - p_hot[at, k]
     out["hotspot_flip"][rows] = (correct & ~given(p_hot)).astype(float) - (correct & ~given(p_rand)).astype(float)
+    # without a box the "object" is the central quarter, which no mark can be beside: judged as background
+    for i in rows:
+        has_box = boxes is not None and boxes[i] is not None and len(np.asarray(boxes[i]).reshape(-1, 4)) > 0
+        out["hotspot_place"][i] = place(spots[i], maps[i], objects[i] if has_box else np.zeros_like(objects[i]))
     return out

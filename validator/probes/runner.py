@@ -15,7 +15,7 @@ from validator.errors import CamgateError
 
 COUNTERFACTUAL_COLUMNS = ("bg_only_correct", "bg_only_skill", "bg_only_confidence", "object_only_correct",
                           "bg_gap", "confidence_drop")
-HOTSPOT_COLUMNS = ("hotspot_drop", "hotspot_flip")
+HOTSPOT_COLUMNS = ("hotspot_drop", "hotspot_flip", "hotspot_place")
 FAITHFULNESS_COLUMNS = ("deletion_auc", "insertion_auc", "faithfulness_gap", "faithfulness_gain")
 SANITY_COLUMN = "sanity_spearman"
 

@@ -41,6 +41,9 @@ def render_html(data: dict, out_dir: Path) -> str:
     ]
     if data.get("error"):
         parts.append(f"<p><b>Error:</b> {escape(data['error'])}</p>")
+    if data.get("finding"):
+        finding = data["finding"]
+        parts.append(f"<p id='finding'><b>Where:</b> {escape(finding[0].upper() + finding[1:])}.</p>")
     parts.append(_context(data))
     parts.append(_class_table(data))
     parts.append(_checks_table(data))

@@ -25,6 +25,8 @@ def render_markdown(data: dict) -> str:
     lines = [f"## {ICONS.get(status, '')} camgate: **{status}** — {data.get('model_name') or data['model']}", ""]
     if data.get("error"):
         lines += [f"**Error:** {data['error']}", ""]
+    if data.get("finding"):
+        lines += [f"**Where:** {data['finding'][0].upper()}{data['finding'][1:]}.", ""]
     policy = data.get("policy") or {}
     sample = data.get("sample") or {}
     explainer = data.get("explainer") or {}

@@ -1,0 +1,67 @@
+"""The verdict's first sentence: where the evidence sits (a corner, an edge, beside the object, spread out).
+
+A reviewer acts on "the model reads the bottom-right corner" sooner than on a list of failed checks. The
+sentence comes from the checks that failed (else warned) on the overall slice, the most specific first: a
+corner, then an edge (the corner and edge lifts name theirs), then the place of the hot spots whose filling
+removed the class (``hotspot_place``), then heat off the object with no place of its own (spread over the
+background, as a brightness or texture cue puts it), then the background probes alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from validator.metrics.registry import HEATMAP, MetricInfo
+from validator.policy.result import FAIL, WARN, CheckResult
+
+CORNER_PREFIXES = ("corner_lift_", "corner_heat_")
+EDGE_PREFIXES = ("edge_lift_",)
+ONE_PLACE_SHARE = 0.6  # as the corner and edge sentences: one place when it holds this share of the images
+SPREAD = "the heat lies off the object, spread over the background rather than on one mark"
+PROBES_ONLY = "the background decides the class (the probes say so), with no one region of the maps holding it"
+
+
+def finding(results: Sequence[CheckResult], table: Mapping[str, np.ndarray],
+            infos: Mapping[str, MetricInfo]) -> str | None:
+    """The sentence for the overall checks that failed (else warned); None when none did."""
+    from validator.policy.evaluate import corner_sentence, edge_sentence
+
+    for outcome in (FAIL, WARN):
+        broken = [r for r in results if r.outcome == outcome and r.slice == "overall"
+                  and not r.check_id.startswith("data.") and r.metric in infos]
+        if broken:
+            break
+    else:
+        return None
+    metrics = {r.metric for r in broken}
+    rows = np.not_equal(np.asarray(table["class_name"], dtype=object), None).astype(bool)
+    if any(m.startswith(CORNER_PREFIXES) for m in metrics):
+        return corner_sentence(table, rows)
+    if any(m.startswith(EDGE_PREFIXES) for m in metrics):
+        return edge_sentence(table, rows)
+    hotspot = [r for r in broken if r.metric == "hotspot_drop"]
+    if hotspot and "hotspot_place" in table:
+        return place_sentence(table, rows, hotspot[0].max if hotspot[0].max is not None else 0.0)
+    if any(infos[m].source == HEATMAP and infos[m].needs_box for m in metrics):
+        return SPREAD
+    return PROBES_ONLY
+
+
+def place_sentence(table: Mapping[str, np.ndarray], rows: np.ndarray, cut: float) -> str:
+    """Where the hot spots sit whose filling cost the class more than ``cut`` (the check's limit)."""
+    from validator.probes.hotspot import PLACES
+
+    drop = np.asarray(table["hotspot_drop"], dtype=float)[rows]
+    places = np.asarray(table["hotspot_place"], dtype=float)[rows]
+    with np.errstate(invalid="ignore"):
+        decisive = np.isfinite(drop) & np.isfinite(places) & (drop > cut)
+    if not decisive.any():
+        return "the evidence sits in a mark off the object that the map points at"
+    shares = np.bincount(places[decisive].astype(int), minlength=len(PLACES)) / decisive.sum()
+    detail = ", ".join(f"{PLACES[i]} {shares[i]:.0%}" for i in np.argsort(-shares, kind="stable") if shares[i] > 0)
+    top = int(np.argmax(shares))
+    where = f"the evidence sits {PLACES[top]}" if shares[top] >= ONE_PLACE_SHARE else \
+        "the evidence sits in marks off the object, in several places"
+    return f"{where} (hot spots whose filling removed the class: {detail})"
