@@ -279,22 +279,15 @@ def _markdown(rows, args, policy) -> str:
             groups.setdefault(source.get(check_id, "data"), []).append(check_id)
         detail = "; ".join(f"{kind}: {', '.join(ids)}" for kind, ids in sorted(groups.items())) or "none in common"
         lines.append(f"- {family}: {detail} ({len(runs)} runs; {len(groups)} independent kinds of signal)")
-    corner_reasons = [r for r in shortcut if r["reason"]]
-    if corner_reasons:
-        lines += ["", "What the corner check says (one run per family):", ""]
-        seen = set()
-        for r in corner_reasons:
-            if r["family"] not in seen:
-                seen.add(r["family"])
-                lines.append(f"- {r['label']} on {r['set']}: {r['reason']}")
-    edge_reasons = [r for r in shortcut if r.get("edge_reason")]
-    if edge_reasons:
-        lines += ["", "What the edge check says (one run per family):", ""]
-        seen = set()
-        for r in edge_reasons:
-            if r["family"] not in seen:
-                seen.add(r["family"])
-                lines.append(f"- {r['label']} on {r['set']}: {r['edge_reason']}")
+    for name, key in (("corner", "reason"), ("edge", "edge_reason")):
+        said = [r for r in shortcut if r.get(key)]
+        if said:
+            lines += ["", f"What the {name} check says (one run per family):", ""]
+            seen = set()
+            for r in said:
+                if r["family"] not in seen:
+                    seen.add(r["family"])
+                    lines.append(f"- {r['label']} on {r['set']}: {r[key]}")
     lines += ["", "The verdict's first sentence (`verdict.finding`), per shortcut run and held-out set:", ""]
     for r in shortcut + [r for r in rows if r["expected"] == "report"]:
         where = (r.get("finding") or "–").split(" (")[0]
