@@ -181,13 +181,27 @@ def _overall(verdict, check_id):
     return next((c for c in verdict.checks if c["check_id"] == check_id and c["slice"] == "overall"), {})
 
 
+# Issue 21: a partial shortcut is judged by how much of the accuracy its cue carries (reliance = accuracy with
+# the cue aligned - with it shuffled): from RELIANT on it must FAIL, under IGNORED it must PASS; between, reported.
+RELIANT, IGNORED = 0.3, 0.05
+
+
+def expected_outcome(job: Job, control) -> str:
+    if job.expected != "report" or control.reliance is None:
+        return job.expected
+    if control.reliance >= RELIANT:
+        return "FAIL"
+    return "PASS" if control.reliance < IGNORED else "report"
+
+
 def _row(job: Job, set_name: str, control, verdict) -> dict:
     summary = verdict.summary.get("overall", {})
     per_class = (verdict.sample or {}).get("per_class") or {}
     return {
         "family": job.family,
         "label": job.label,
-        "expected": job.expected,
+        "expected": expected_outcome(job, control),
+        "reliance": control.reliance,
         "set": set_name,
         "accuracy": control.accuracy,
         "cf_accuracy": control.counterfactual_accuracy,
@@ -223,8 +237,9 @@ def _markdown(rows, args, policy) -> str:
         "models are trained where only the cue carries the label; `cf acc` is their accuracy with the cue",
         "shuffled, which proves they use the cue (chance = 1/C). Clean models are audited on held-out sets",
         "that carry the cue too: a gate that failed them there would be measuring the data, not the model.",
-        "Partial-cue models (cue agrees with the label 80% of the time, object informative) are reported, not",
-        "required to fail. Families: `shapes` (64 px, 2 classes, objects 5-20%), `large` (objects 25-50%),",
+        "Partial-cue models (the cue agrees with the label in a share of the images, the object informative) are",
+        f"required to FAIL when their reliance (test acc - cf acc) is >= {RELIANT}, to PASS under {IGNORED}, and",
+        "are reported in between. Families: `shapes` (64 px, 2 classes, objects 5-20%), `large` (objects 25-50%),",
         "`digits10` / `digits20` (real handwriting from scikit-learn on real photographs from scikit-image,",
         "objects 2-50%, Decoy-MNIST swatch in a random corner), `xray` (grayscale 1-channel models, objects",
         "2-15%, a burned-in corner marker; one held-out set as 16-bit PNGs), `marks` (the shapes models and",
