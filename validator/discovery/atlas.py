@@ -21,7 +21,12 @@ import numpy as np
 
 from validator.errors import UsageError
 from validator.metrics.geometry import rect_masks
-from validator.metrics.localisation import _check_fraction, _check_maps  # the same rules as the scores
+from validator.metrics.localisation import (  # the same rules and regions as the scores
+    BORDER_FRACTION,
+    CORNER_FRACTION,
+    _check_fraction,
+    _check_maps,
+)
 from validator.metrics.registry import CORNERS
 
 DEFAULT_GRID = 16
@@ -144,8 +149,8 @@ def _region_fractions(corner_fraction, border_fraction, centre_fraction) -> dict
 
 def region_shares(
     atlas_or_maps: np.ndarray,
-    corner_fraction: float = 0.125,
-    border_fraction: float = 0.1,
+    corner_fraction: float = CORNER_FRACTION,
+    border_fraction: float = BORDER_FRACTION,
     centre_fraction: float = 0.5,
 ) -> dict[str, float | np.ndarray]:
     """Share of heat in each of REGIONS for a grid map [g, g] (floats) or maps [N, g, g] (arrays [N]).

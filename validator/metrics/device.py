@@ -52,6 +52,8 @@ from validator._tf import tf
 from validator.errors import UsageError
 from validator.metrics.geometry import as_boxes, rect_masks
 from validator.metrics.localisation import (
+    BORDER_FRACTION,
+    CORNER_FRACTION,
     LIFT_PREFIXES,
     MAX_RELATIVE_LIFT_AREA,
     MIN_FREE_CORNER,
@@ -290,8 +292,8 @@ class DeviceScorer:
         width: int,
         regions: Mapping[str, tuple[float, float, float, float]] | None = None,
         *,
-        corner_fraction: float = 0.125,
-        border_fraction: float = 0.1,
+        corner_fraction: float = CORNER_FRACTION,
+        border_fraction: float = BORDER_FRACTION,
         pointing_tolerance: float | None = None,
         cam_threshold: float = 0.2,
         iou_hit: float = 0.5,

@@ -37,6 +37,10 @@ from validator.metrics.registry import CORNERS, EDGES, REGION_PREFIX
 
 # A corner (or edge band) whose free (non-object) part is below this share of it has too few pixels for its
 # lift.
+# The corner squares and the border band (whose four sides are the edges), as shares of each side: the heat
+# scores, the atlas, the hot-spot probe's placing and the tile fill's margin all use these.
+CORNER_FRACTION = 0.125
+BORDER_FRACTION = 0.1
 MIN_FREE_CORNER = 0.25
 # Region heat columns that get a lift (heat share / free-area share) under the second name.
 LIFT_PREFIXES = {"corner_heat_": "corner_lift_", "edge_heat_": "edge_lift_"}
@@ -225,8 +229,8 @@ def score_maps(
     boxes: Sequence[np.ndarray],
     *,
     regions: Mapping[str, tuple[float, float, float, float]] | None = None,
-    corner_fraction: float = 0.125,
-    border_fraction: float = 0.1,
+    corner_fraction: float = CORNER_FRACTION,
+    border_fraction: float = BORDER_FRACTION,
     pointing_tolerance: float | None = None,
     cam_threshold: float = 0.2,
     iou_hit: float = 0.5,

@@ -29,7 +29,8 @@ import cv2
 import numpy as np
 
 from validator.errors import ModelError, UsageError
-from validator.metrics.geometry import pad_boxes, rect_masks, with_object_masks
+from validator.metrics.geometry import pad_boxes, rect_masks
+from validator.metrics.localisation import BORDER_FRACTION, with_object_masks
 
 FILLS = ("tile", "mean", "blur", "inpaint")
 COLUMNS = ("bg_only_correct", "bg_only_skill", "bg_only_confidence", "object_only_correct", "bg_gap",
@@ -38,8 +39,6 @@ CHANNELS = (1, 3, 4)
 # Blur sigma as a share of the longer image side (22 px at 224): wide enough that the blurred box holds
 # only a smooth mix of the surrounding background, with no edge or texture at object scale.
 BLUR_SIGMA_FRACTION = 0.1
-# The tile fill's strip is taken inside this share of each side (the heat scores' border band) where it can.
-TILE_MARGIN = 0.1
 # cv2.inpaint neighbourhood radius (pixels): the usual choice; larger is slower and no better for boxes.
 INPAINT_RADIUS = 3
 
@@ -131,7 +130,7 @@ def _tile_fill(img: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
 
     Xiao et al.'s Only-BG-T: the removed object becomes background texture, with no flat patch whose edges a
     shape detector can read (a mean-filled box is a square). The strip is taken inside the frame's border
-    band (``TILE_MARGIN`` of each side) where that leaves one: marks sit on borders and in corners (tags,
+    band (``BORDER_FRACTION`` of each side) where that leaves one: marks sit on borders and in corners (tags,
     strips, rulers), and tiling them would copy them into the middle of the frame, where even a model that
     never read them may answer to their repeated shapes. A mark stays where it was, outside the fill."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
@@ -139,7 +138,7 @@ def _tile_fill(img: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
     height, width = mask.shape
     # (top, bottom, left, right) of the four strips beside the objects' bounding rectangle
     strips = [(0, height, 0, x0), (0, height, x1, width), (0, y0, 0, width), (y1, height, 0, width)]
-    mh, mw = int(TILE_MARGIN * height), int(TILE_MARGIN * width)
+    mh, mw = int(BORDER_FRACTION * height), int(BORDER_FRACTION * width)
     inner = [(max(t, mh), min(b, height - mh), max(le, mw), min(r, width - mw)) for t, b, le, r in strips]
     for candidates in (inner, strips):
         t, b, le, r = max(candidates, key=lambda s: max(0, s[1] - s[0]) * max(0, s[3] - s[2]))

@@ -34,6 +34,8 @@ import cv2
 import numpy as np
 
 from validator.errors import UsageError
+from validator.metrics.geometry import rect_masks
+from validator.metrics.localisation import BORDER_FRACTION, CORNER_FRACTION
 from validator.probes.counterfactual import _background_only, _call, _check_fill, _check_images, _masks
 
 COLUMNS = ("hotspot_drop", "hotspot_flip", "hotspot_place")
@@ -43,8 +45,7 @@ COLUMNS = ("hotspot_drop", "hotspot_flip", "hotspot_place")
 # elsewhere in the background.
 PLACES = ("beside the object", "in a corner", "along an edge", "in the background")
 BESIDE_FRACTION = 0.03
-CORNER_FRACTION = 0.125
-BORDER_FRACTION = 0.1
+
 FORWARD_PASSES = 2
 # Random placements tried per image (drawn at once, so the draw does not depend on which one fits).
 PLACEMENT_TRIES = 64
@@ -113,8 +114,8 @@ def place(spot: np.ndarray, heat: np.ndarray, exclude: np.ndarray) -> int:
 def _object_masks(boxes, n: int, height: int, width: int) -> np.ndarray:
     """Object pixels per sample; the central quarter where a sample has none (box-free data)."""
     masks = _masks(boxes, n, height, width) if boxes is not None else np.zeros((n, height, width), dtype=bool)
-    centre = np.zeros((height, width), dtype=bool)
-    centre[height // 4:height - height // 4, width // 4:width - width // 4] = True
+    # the centre_heat rectangle (validator.discovery.atlas), with the same pixel-centre rule
+    centre = rect_masks(np.array([[width / 4, height / 4, 3 * width / 4, 3 * height / 4]]), height, width)[0]
     masks[~masks.any(axis=(1, 2))] = centre
     return masks
 
