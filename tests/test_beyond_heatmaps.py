@@ -116,6 +116,7 @@ def test_without_any_box_the_audit_runs_and_the_atlas_finds_the_watermark_corner
         assert verdict.error is None
         assert _overall(verdict, "object-heat")["outcome"] == "NOT_JUDGED"
         assert _overall(verdict, "background-only")["outcome"] == "NOT_JUDGED"
+        assert _overall(verdict, "hotspot")["outcome"] == "NOT_JUDGED"  # "off the object" needs the object
     atlas = shortcut.discovery["atlas"]["overall"]
     corners = {c: atlas[f"corner_{c}"] / atlas[f"area_corner_{c}"] for c in ("tl", "tr", "bl", "br")}
     assert max(corners, key=corners.get) == "br"  # the watermark corner (synthetic.watermark_region)

@@ -90,11 +90,44 @@ def test_seeded_per_sample_and_independent_of_the_batch():
             np.testing.assert_allclose(alone[name], whole[name][i:i + 1], atol=1e-6)
 
 
-def test_box_free_samples_exclude_the_central_quarter_and_dead_maps_are_nan():
-    images, maps, _ = scene(3)
+def test_samples_without_an_object_region_are_not_probed_and_dead_maps_are_nan():
+    # an object reader whose map is hot on its object, off-centre: with no box, "off the object" has no
+    # meaning and filling the hottest spot would remove the object itself (a false mark)
+    images, _, _ = scene(3)
+    maps = np.full((3, SIZE, SIZE), 0.01)
+    maps[:, 12:20, 12:20] = 1.0
+    predict = reader(slice(OBJECT[1], OBJECT[3]), slice(OBJECT[0], OBJECT[2]))
+    out = hotspot_scores(predict, images, maps, np.ones(3, int), None)
+    assert all(np.isnan(out[name]).all() for name in out)
+    out = hotspot_scores(predict, images, maps, np.ones(3, int), [np.zeros((0, 4))] * 3)
+    assert np.isnan(out["hotspot_drop"]).all()
+    images, maps, boxes = scene(3)
     maps[2] = 0.0
-    out = hotspot_scores(reader(*MARK), images, maps, np.ones(3, int), None)
+    out = hotspot_scores(reader(*MARK), images, maps, np.ones(3, int), boxes)
     assert np.all(out["hotspot_drop"][:2] > 0.9) and np.isnan(out["hotspot_drop"][2])
+
+
+def test_a_mask_makes_a_mark_inside_the_box_but_off_the_object_a_hot_spot():
+    # a thin diagonal object; the mark sits inside its box, off the diagonal: the box hides it, the mask not
+    images, _, boxes = scene(4)
+    x0, y0, x1, y1 = OBJECT
+    images[:, y0:y1, x0:x1] = np.random.default_rng(3).uniform(0.15, 0.25, (4, y1 - y0, x1 - x0, 3))
+    images[:, MARK[0], MARK[1]] = np.random.default_rng(4).uniform(0.15, 0.25, (4, 4, 6, 3))  # no corner mark
+    mask = np.zeros((SIZE, SIZE), bool)
+    for k in range(x1 - x0):
+        mask[y0 + k, x0 + k] = True
+    images[:, mask] = 0.6
+    inside = (slice(13, 15), slice(17, 19))  # in the box, two pixels off the diagonal
+    images[:, inside[0], inside[1]] = 1.0
+    maps = np.full((4, SIZE, SIZE), 0.01)
+    maps[:, mask] = 0.5
+    maps[:, 12:16, 16:20] = 1.0
+    maps[:, mask] = 0.5
+    predict = reader(*inside)
+    with_box = hotspot_scores(predict, images, maps, np.ones(4, int), boxes)
+    with_mask = hotspot_scores(predict, images, maps, np.ones(4, int), boxes, masks=[mask] * 4)
+    assert np.all(with_mask["hotspot_drop"] > 0.9) and np.all(with_mask["hotspot_place"] == 0)  # beside it
+    assert not np.any(with_box["hotspot_drop"] > 0.5)  # the box calls the mark "the object"
 
 
 @pytest.mark.parametrize("fixture, expect_large", [("watermark_model", True), ("clean_model", False)])

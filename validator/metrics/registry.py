@@ -140,11 +140,12 @@ _ENTRIES = [
     _info("confidence_drop", None, -1, 1, CONTINUOUS, True,
           "True-class probability on the image minus on the background-only image.", PROBE),
     # hot spots confirmed by ablation (validator.probes.hotspot): forward passes on altered images
-    _info("hotspot_drop", False, -1, 1, CONTINUOUS, False,
+    _info("hotspot_drop", False, -1, 1, CONTINUOUS, True,
           "Explained-class probability with an equal-area random background region filled minus with the "
           "hottest connected region outside the object filled: ~0 when the model ignores what the map's hot "
-          "spot shows, large when it reads a mark there (off the central quarter without boxes).", PROBE),
-    _info("hotspot_flip", False, -1, 1, CONTINUOUS, False,
+          "spot shows, large when it reads a mark there (needs the object's region: without it the hottest "
+          "spot is most often the object itself).", PROBE),
+    _info("hotspot_flip", False, -1, 1, CONTINUOUS, True,
           "1 when filling the hot spot turns a correct prediction wrong and filling the random region does "
           "not, -1 for the reverse, 0 otherwise: its mean is the accuracy the hot spot alone holds.", PROBE),
     # faithfulness (validator.probes.faithfulness): on a sample of the rows

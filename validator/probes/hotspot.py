@@ -15,15 +15,15 @@ answer and filling the random region does not.
 
 The hot spot: heat outside the object pixels, thresholded at ``cam_threshold`` (20%, the localisation scores'
 largest-component threshold) of its own maximum, 8-connected components (cv2, as ``largest_component_box``),
-the component holding the most heat. Without a box (box-free data, or a sample with no box pixel) the
-"object" is the central quarter of the image (the ``centre_heat`` rectangle): the class atlas, whose centre
-of mass would be the finer proxy, exists only after the whole set is explained, and the probe must judge a
-sample whatever batch or shard it is in. The random region is drawn from the run seed and the sample's index
+the component holding the most heat. A sample without an object region (box-free data, or boxes that
+cover no pixel) is not probed (NaN): "off the object" has no meaning there, and a clean model's hottest spot
+is then most often the object itself, wherever it sits (a central-quarter stand-in failed a clean control
+whose objects are off-centre). Box-free data is judged by the corner and edge scores. The random region is drawn from the run seed and the sample's index
 in the whole set (never the batch), so a sample's result does not depend on the batch size.
 
 Cost: 2 forward passes per image (hot spot and random region, in one batch); the explainer's probabilities
-give the original prediction. Rows get NaN where there is no heat outside the object (a dead map, or all the
-heat on the object) or no place for the random region clear of the object.
+give the original prediction. Rows get NaN where there is no object region, no heat outside the object (a
+dead map, or all the heat on the object) or no place for the random region clear of the object.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ import cv2
 import numpy as np
 
 from validator.errors import UsageError
-from validator.metrics.geometry import rect_masks
 from validator.metrics.localisation import BORDER_FRACTION, CORNER_FRACTION
 from validator.probes.counterfactual import _background_only, _call, _check_fill, _check_images, _masks
 
@@ -111,13 +110,11 @@ def place(spot: np.ndarray, heat: np.ndarray, exclude: np.ndarray) -> int:
     return 3
 
 
-def _object_masks(boxes, n: int, height: int, width: int) -> np.ndarray:
-    """Object pixels per sample; the central quarter where a sample has none (box-free data)."""
-    masks = _masks(boxes, n, height, width) if boxes is not None else np.zeros((n, height, width), dtype=bool)
-    # the centre_heat rectangle (validator.discovery.atlas), with the same pixel-centre rule
-    centre = rect_masks(np.array([[width / 4, height / 4, 3 * width / 4, 3 * height / 4]]), height, width)[0]
-    masks[~masks.any(axis=(1, 2))] = centre
-    return masks
+def _object_masks(boxes, n: int, height: int, width: int, masks=None) -> np.ndarray:
+    """Object pixels per sample: its mask where it has one, else its boxes (all False where it has neither)."""
+    if boxes is None:
+        return np.zeros((n, height, width), dtype=bool)
+    return _masks(boxes, n, height, width, masks)
 
 
 def _filled(images, objects, regions, fill):
@@ -132,6 +129,8 @@ def _regions(maps, objects, seed, sample_ids, cam_threshold):
     others = np.zeros(objects.shape, dtype=bool)
     ok = np.zeros(n, dtype=bool)
     for i in range(n):
+        if not objects[i].any():
+            continue  # no object region: nothing is "off the object" (module doc)
         spot = hot_spot(maps[i], objects[i], cam_threshold)
         if not spot.any():
             continue
@@ -144,13 +143,14 @@ def _regions(maps, objects, seed, sample_ids, cam_threshold):
 
 def hotspot_scores(predict, images, maps, class_ids, boxes: Sequence | None = None, *, fill: str = "tile",
                    seed: int = 0, sample_ids=None, original_probabilities=None, multi_label: bool = False,
-                   cam_threshold: float = 0.2) -> dict[str, np.ndarray]:
+                   cam_threshold: float = 0.2, masks=None) -> dict[str, np.ndarray]:
     """Per-sample ``hotspot_drop`` and ``hotspot_flip`` (float64 [N], NaN where not probed; module doc).
 
     ``predict`` maps float32 [N, H, W, C] inputs to probabilities [N, C']; it is called once on the 2N filled
     images (and once on the originals unless ``original_probabilities`` is given). ``maps`` [N, H, W] are the
     explained class's maps; ``sample_ids`` [N] int, each sample's index in the whole set (default 0..N-1), seed
-    the random region with ``seed``."""
+    the random region with ``seed``; ``masks`` [N] (an [H, W] bool array or None each) replace a sample's
+    boxes as its object region."""
     arr = _check_images(images)
     fill = _check_fill(fill)
     n, height, width = arr.shape[:3]
@@ -162,7 +162,7 @@ def hotspot_scores(predict, images, maps, class_ids, boxes: Sequence | None = No
     if ids.shape != (n,) or sample_ids.shape != (n,):
         raise UsageError(f"class_ids and sample_ids must have shape ({n},)")
     out = {name: np.full(n, np.nan) for name in COLUMNS}
-    objects = _object_masks(boxes, n, height, width)
+    objects = _object_masks(boxes, n, height, width, masks)
     spots, others, ok = _regions(maps, objects, seed, sample_ids, cam_threshold)
     if not ok.any():
         return out
@@ -184,8 +184,6 @@ def hotspot_scores(predict, images, maps, class_ids, boxes: Sequence | None = No
     correct = given(p_orig)
     out["hotspot_drop"][rows] = p_rand[at, k] - p_hot[at, k]
     out["hotspot_flip"][rows] = (correct & ~given(p_hot)).astype(float) - (correct & ~given(p_rand)).astype(float)
-    # without a box the "object" is the central quarter, which no mark can be beside: judged as background
     for i in rows:
-        has_box = boxes is not None and boxes[i] is not None and len(np.asarray(boxes[i]).reshape(-1, 4)) > 0
-        out["hotspot_place"][i] = place(spots[i], maps[i], objects[i] if has_box else np.zeros_like(objects[i]))
+        out["hotspot_place"][i] = place(spots[i], maps[i], objects[i])
     return out

@@ -114,7 +114,8 @@ class ProbeRunner:
                                 [batch.boxes[i] for i in rows], fill=self.probes.fill, seed=self.seed,
                                 sample_ids=np.asarray(batch.indices)[rows],
                                 original_probabilities=result.probabilities[rows],
-                                multi_label=self.loaded.multi_label)
+                                multi_label=self.loaded.multi_label,
+                                masks=None if batch.masks is None else [batch.masks[i] for i in rows])
         for name in HOTSPOT_COLUMNS:
             out[name][rows] = scores[name]
         return out
