@@ -186,22 +186,39 @@ def _overall(verdict, check_id):
 RELIANT, IGNORED = 0.3, 0.05
 
 
-def expected_outcome(job: Job, control) -> str:
-    if job.expected != "report" or control.reliance is None:
+def set_reliance(job: Job, set_name: str, control) -> float | None:
+    """How much of the accuracy the held-out set's cue carries for this model: the partial and shortcut
+    controls' own (training's evaluation), and for a clean model on data with a cue, measured on that cue
+    (a model trained without it may still answer to it)."""
+    cue = HELDOUT[set_name].kwargs.get("cue")
+    if control.kind != "clean":
+        return control.reliance
+    if cue is None:
+        return None
+    from validator.datasets.controls import cue_reliance
+
+    return cue_reliance(control, cue)
+
+
+def expected_outcome(job: Job, reliance: float | None) -> str:
+    """A shortcut control must FAIL; a clean or partial one is judged by the reliance measured on the set's
+    cue: from RELIANT on it must FAIL, under IGNORED it must PASS, between it is reported."""
+    if job.expected == "FAIL" or reliance is None:
         return job.expected
-    if control.reliance >= RELIANT:
+    if reliance >= RELIANT:
         return "FAIL"
-    return "PASS" if control.reliance < IGNORED else "report"
+    return "PASS" if reliance < IGNORED else "report"
 
 
 def _row(job: Job, set_name: str, control, verdict) -> dict:
     summary = verdict.summary.get("overall", {})
     per_class = (verdict.sample or {}).get("per_class") or {}
+    reliance = set_reliance(job, set_name, control)
     return {
         "family": job.family,
         "label": job.label,
-        "expected": expected_outcome(job, control),
-        "reliance": control.reliance,
+        "expected": expected_outcome(job, reliance),
+        "reliance": reliance,
         "set": set_name,
         "accuracy": control.accuracy,
         "cf_accuracy": control.counterfactual_accuracy,
@@ -239,7 +256,10 @@ def _markdown(rows, args, policy) -> str:
         "that carry the cue too: a gate that failed them there would be measuring the data, not the model.",
         "Partial-cue models (the cue agrees with the label in a share of the images, the object informative) are",
         f"required to FAIL when their reliance (test acc - cf acc) is >= {RELIANT}, to PASS under {IGNORED}, and",
-        "are reported in between. Families: `shapes` (64 px, 2 classes, objects 5-20%), `large` (objects 25-50%),",
+        "are reported in between; so is a clean model on data with a cue, by its reliance measured on that cue",
+        "(accuracy with the cue at full strength minus shuffled: a model trained without a cue may still answer",
+        "to it, and then failing it is right). Families: `shapes` (64 px, 2 classes, objects 5-20%), `large`",
+        "(objects 25-50%),",
         "`digits10` / `digits20` (real handwriting from scikit-learn on real photographs from scikit-image,",
         "objects 2-50%, Decoy-MNIST swatch in a random corner), `xray` (grayscale 1-channel models, objects",
         "2-15%, a burned-in corner marker; one held-out set as 16-bit PNGs), `marks` (the shapes models and",
@@ -251,14 +271,15 @@ def _markdown(rows, args, policy) -> str:
         ", ".join(f"`{c.id}`: {c.bound} bound of {c.aggregate} {c.metric} {'>=' if c.min is not None else '<='} "
                   f"{c.min if c.min is not None else c.max}" for c in headline) + ").",
         "",
-        "| model | expected | held-out set | n | test acc | cf acc | " + " | ".join(c.id for c in headline)
+        "| model | expected | held-out set | n | test acc | cf acc | reliance | " + " | ".join(c.id for c in headline)
         + " | class warns | not judged | verdict | failing checks |",
-        "|---|---|---|---|---|---|" + "---|" * len(headline) + "---|---|---|---|",
+        "|---|---|---|---|---|---|---|" + "---|" * len(headline) + "---|---|---|---|",
     ]
     for r in rows:
         cells = " | ".join(_f(r["compared"].get(c.id), 3) for c in headline)
         lines.append(
             f"| {r['label']} | {r['expected']} | {r['set']} | {r['n']} | {_f(r['accuracy'])} | {_f(r['cf_accuracy'])} "
+            f"| {_f(r['reliance'])} "
             f"| {cells} | {r['class_warn']} | {r['not_judged']} | {r['status']} "
             f"| {', '.join(r['failed']) or (r['error'] or '–')} |"
         )
@@ -277,6 +298,23 @@ def _markdown(rows, args, policy) -> str:
                      f"clean worst {_f(worst, 3)}; catches {len(caught)} of {len(shortcut)} shortcut runs"
                      + (f" (their best {_f(max(r['compared'][c.id] for r in caught) if low else min(r['compared'][c.id] for r in caught), 3)})"
                         if caught else "") + ".")
+    lines += ["", "How clearly each required FAIL fails: the number of checks that fail it (one check moved by a",
+              "hair cannot flip a verdict that two or more checks give) and the farthest failing check past its",
+              "threshold, as a share of the threshold.", ""]
+    thresholds = {c.id: (c.min if c.min is not None else c.max) for c in headline}
+
+    def past(r, check_id):
+        value, threshold = r["compared"].get(check_id), thresholds.get(check_id)
+        if value is None or not threshold:
+            return 0.0
+        return abs(value - threshold) / abs(threshold)
+
+    fewest = min((len(r["failed"]) for r in shortcut), default=0)
+    for r in sorted(shortcut, key=lambda r: len(r["failed"]))[:8]:
+        far = max(r["failed"], key=lambda cid: past(r, cid), default=None)
+        lines.append(f"- {r['label']} on {r['set']}: {len(r['failed'])} checks fail"
+                     + (f"; farthest: `{far}` {past(r, far):.0%} past its threshold" if far else ""))
+    lines.append(f"- (the {min(8, len(shortcut))} required FAILs with the fewest failing checks; fewest: {fewest})")
     by_family: dict[str, list] = {}
     for r in shortcut:
         by_family.setdefault(r["family"], []).append(r)

@@ -310,3 +310,29 @@ def test_audit_scores_on_masks_host_and_device_alike(tmp_path, untrained_model):
     assert np.isfinite(table["bg_only_correct"]).all()
     device = audit(str(untrained_model), str(data.coco_path), out=tmp_path / "d", score_on="device", **common)
     assert_same_audit(host, device)
+
+
+def test_spray_judges_off_object_heat_against_the_mask():
+    """SpRAy's off-object share reads the mask where one is given: heat in the box's background corner is off
+    the object (a thin diagonal), while against the box it counts as on it."""
+    from validator.discovery.discover import DiscoveryCollector
+
+    size, n = 64, 24
+    box = np.array([[8.0, 8.0, 56.0, 56.0]])
+    diagonal = np.zeros((size, size), bool)
+    for k in range(8, 56):
+        diagonal[k, max(8, k - 3):min(56, k + 3)] = True
+    maps = np.zeros((n, size, size), np.float32)
+    maps[:12][:, 10:24, 40:54] = 1.0  # half the maps: hot in the box's empty top-right corner
+    for i in range(12, n):
+        maps[i][diagonal] = 1.0  # the other half: on the object
+    names, ids = ["cls"] * n, list(range(n))
+    found = {}
+    for label, masks in (("box", None), ("mask", [diagonal] * n)):
+        collector = DiscoveryCollector(grid=16, max_clusters=4, seed=0)
+        collector.add(maps, [box] * n, names, ids, np.ones(n, bool), object_masks=masks)
+        _, summary, _ = collector.finish()
+        clusters = summary["clusters"]["cls"]["clusters"]
+        found[label] = max(c.get("off_object_share") or 0.0 for c in clusters)
+    assert found["box"] < 0.05  # inside the box: "on the object"
+    assert found["mask"] > 0.9  # off the diagonal: the mask says where the object is not

@@ -125,10 +125,11 @@ def explain_set(loaded, samples, class_names, settings: dict, *, regions=None, p
         chunk["dead"] = np.where(labelled, result.dead.astype(float), np.nan)
         names, ids = [s.class_name for s in batch_samples], [s.sample_id for s in batch_samples]
         if small is not None:
-            collector.add_grid(small, batch.boxes, *loaded.input_size, names, ids, labelled & ~result.dead)
+            collector.add_grid(small, batch.boxes, *loaded.input_size, names, ids, labelled & ~result.dead,
+                               object_masks=batch.masks)
         else:  # host maps (a DeviceMaps comes back whole only where the grid does not divide the map)
             maps = result.maps if device is None else result.maps[np.arange(len(result.maps))]
-            collector.add(maps, batch.boxes, names, ids, labelled & ~result.dead)
+            collector.add(maps, batch.boxes, names, ids, labelled & ~result.dead, object_masks=batch.masks)
         since = timer.add("metrics", since)
         if runner is not None:
             chunk.update(runner.on_batch(batch, class_ids, labelled, result))

@@ -574,6 +574,28 @@ def _evaluate(model, params: dict) -> dict:
     return metrics
 
 
+def cue_reliance(control: ControlModel, cue: str, model=None) -> float:
+    """Accuracy lost when ``cue`` is shuffled (full strength minus shuffled, held-out, object informative).
+
+    For any control, also one trained without the cue: a clean model may still answer to a cue it never saw
+    (a saturated strip reads as an edge), and how much it does is measured, not assumed. Uses the recorded
+    ``{cue}_full`` / ``{cue}_shuffled`` accuracies where training measured them; else draws them (same seed
+    and size as training's evaluation)."""
+    recorded = control.metrics
+    if f"{cue}_full" in recorded and f"{cue}_shuffled" in recorded:
+        return round(recorded[f"{cue}_full"] - recorded[f"{cue}_shuffled"], 4)
+    params = control.params
+    model = control.load() if model is None else model
+    n_eval = max(_N_EVAL, _MIN_EVAL_PER_CLASS * len(params["classes"]))
+    seed = _EVAL_SEED_BASE + params["seed"]
+
+    def accuracy(strength: float) -> float:
+        images, labels = _draw(params, n_eval, seed, split="heldout", cue=cue, cue_strength=strength)
+        return float(np.mean(model.predict(images, batch_size=200, verbose=0).argmax(axis=1) == labels))
+
+    return round(accuracy(1.0) - accuracy(shuffled_cue_strength(len(params["classes"]))), 4)
+
+
 __all__ = [
     "DEFAULT_CLASSES",
     "FAMILIES",
@@ -583,6 +605,7 @@ __all__ = [
     "ControlModel",
     "as_channels",
     "build_small_cnn",
+    "cue_reliance",
     "default_cache_dir",
     "recalibrate_batch_norm",
     "train_control",

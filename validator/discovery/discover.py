@@ -23,16 +23,19 @@ class DiscoveryCollector:
         self._ids: list[object] = []
         self.flagged_maps: dict[tuple[str, int], np.ndarray] = {}  # (class, cluster) -> mean map, for the report
 
-    def add(self, maps: np.ndarray, boxes, names, sample_ids, labelled: np.ndarray) -> None:
+    def add(self, maps: np.ndarray, boxes, names, sample_ids, labelled: np.ndarray, object_masks=None) -> None:
+        """Add one batch of maps; ``object_masks`` (per sample an [H, W] bool mask or None) replace the boxes."""
         from validator.discovery.atlas import downsample
 
         small = downsample(maps, self.grid)
-        masks = _small_masks(boxes, maps.shape[1], maps.shape[2], self.grid)
+        masks = _small_masks(boxes, maps.shape[1], maps.shape[2], self.grid, object_masks)
         self.add_small(small, masks, names, sample_ids, labelled)
 
-    def add_grid(self, small: np.ndarray, boxes, height: int, width: int, names, sample_ids, labelled) -> None:
+    def add_grid(self, small: np.ndarray, boxes, height: int, width: int, names, sample_ids, labelled,
+                 object_masks=None) -> None:
         """Add one batch whose maps were already reduced to the grid (on the device: validator.scoring_device)."""
-        self.add_small(small, _small_masks(boxes, height, width, self.grid), names, sample_ids, labelled)
+        self.add_small(small, _small_masks(boxes, height, width, self.grid, object_masks), names, sample_ids,
+                       labelled)
 
     def add_small(self, small: np.ndarray, masks: np.ndarray, names, sample_ids, labelled: np.ndarray) -> None:
         """Add one batch already on the grid (what :meth:`state` keeps: a merge replays the batches in order)."""
@@ -103,17 +106,22 @@ class DiscoveryCollector:
         return atlas, summary, cluster_column
 
 
-def _small_masks(boxes, height: int, width: int, grid: int) -> np.ndarray:
-    """Per sample, the share of each grid cell covered by the object boxes (0 where the sample has none)."""
+def _small_masks(boxes, height: int, width: int, grid: int, object_masks=None) -> np.ndarray:
+    """Per sample, the share of each grid cell covered by the object: its mask where it has one, else its
+    boxes (0 where the sample has neither)."""
     import cv2
 
     from validator.metrics.geometry import pad_boxes, rect_masks
 
     out = np.zeros((len(boxes), grid, grid), np.float32)
     for i, b in enumerate(boxes):
-        if len(b) == 0:
+        given = None if object_masks is None else object_masks[i]
+        if given is not None:
+            mask = np.asarray(given, dtype=np.float32)
+        elif len(b) == 0:
             continue
-        mask = rect_masks(pad_boxes([b])[0], height, width).astype(np.float32)
+        else:
+            mask = rect_masks(pad_boxes([b])[0], height, width).astype(np.float32)
         # INTER_AREA's fixed-point weights can overshoot 1 by an ulp where the grid does not divide the map
         # (60 px, 299 px): a covered share is in [0, 1] by definition
         out[i] = np.clip(cv2.resize(mask, (grid, grid), interpolation=cv2.INTER_AREA), 0.0, 1.0)
