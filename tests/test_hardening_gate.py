@@ -12,7 +12,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from validator import audit
+from validator.interrupt import AuditInterrupted
 from validator.report.markdown import fmt
 
 LENIENT = {"name": "lenient", "version": 1, "sample": {"min_samples": 10, "min_per_class": 5},
@@ -67,8 +70,12 @@ def test_sigterm_mid_audit_leaves_an_interrupted_error_verdict(tmp_path, small_s
         if done <= 8:
             os.kill(os.getpid(), signal.SIGTERM)
 
-    verdict = audit(str(untrained_model), str(small_set.coco_path), policy=LENIENT, out=out, progress=progress,
-                    batch_size=8)
+    # the reports are written, then the stop goes on to the caller: a loop of audits does not carry on
+    with pytest.raises(AuditInterrupted) as raised:
+        audit(str(untrained_model), str(small_set.coco_path), policy=LENIENT, out=out, progress=progress,
+              batch_size=8)
+    verdict = raised.value.verdict
+    assert raised.value.signal_name == "SIGTERM"
     assert verdict.status == "ERROR" and verdict.exit_code == 3
     assert "interrupted by SIGTERM" in verdict.error
     on_disk = _verdict(out)

@@ -12,6 +12,7 @@ import click
 from validator import __version__
 from validator.errors import CamgateError
 from validator.explain.names import METHOD_NAMES
+from validator.interrupt import AuditInterrupted
 
 METHOD_CHOICES = METHOD_NAMES  # the one list (validator.explain.names)
 PREPROCESS_HELP = "none (0..255, default: the model embeds its Rescaling) | unit | symmetric | caffe | torch | module:function"
@@ -301,6 +302,10 @@ def run() -> None:
         sys.exit(exc.exit_code)
     except SystemExit:
         raise
+    except AuditInterrupted as exc:  # the ERROR verdict and the reports are written
+        where = f": ERROR verdict in {exc.verdict.out_dir}" if getattr(exc.verdict, "out_dir", None) else ""
+        _echo_err(f"camgate: interrupted by {exc.signal_name}{where}")
+        sys.exit(3)
     except BaseException as exc:  # fail closed: never exit 0 on an unexpected error
         log = Path("camgate-error.log")
         log.write_text(traceback.format_exc())

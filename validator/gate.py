@@ -154,9 +154,17 @@ def _guarded(verdict: Verdict, options: dict, body) -> Verdict:
                 verdict.set_error(f"unexpected {type(exc).__name__}: {exc}", 3, traceback.format_exc())
     except AuditInterrupted as exc:
         verdict.set_error(f"interrupted by {exc.signal_name} during the audit: no verdict was reached", 3)
+        interrupted = exc
+    else:
+        interrupted = None
     verdict.wall_seconds = time.perf_counter() - started
     verdict.timings = timer.seconds
     _finish(verdict, opts, timer)
+    if interrupted is not None:
+        # the reports say ERROR; now the stop goes on to the caller (a script auditing models in a loop, a
+        # training callback), who asked for it: swallowing it would leave the job running until SIGKILL
+        interrupted.verdict = verdict
+        raise interrupted
     return verdict
 
 

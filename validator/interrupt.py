@@ -2,7 +2,8 @@
 
 A CI runner that cancels a job sends SIGTERM; Ctrl-C sends SIGINT. Without a handler the process dies
 mid-write or leaves Python's KeyboardInterrupt to whoever catches it; with this one the audit stops at the
-next Python bytecode, the verdict says it was interrupted and the reports are still written.
+next Python bytecode, the verdict says it was interrupted and the reports are still written, and then the
+interruption goes on to the caller (the CLI exits 3).
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 class AuditInterrupted(BaseException):
     """Raised in the main thread when a stop signal arrives. A BaseException, so that the ``except Exception``
-    clauses of user preprocessing code or libraries cannot swallow it."""
+    clauses of user preprocessing code or libraries cannot swallow it. ``audit`` / ``merge`` write the ERROR
+    verdict and reports, then raise it again with ``verdict`` set, so that the caller stops too."""
 
     def __init__(self, signal_name: str) -> None:
         super().__init__(signal_name)
         self.signal_name = signal_name
+        self.verdict = None
 
 
 def _raise(signum, _frame) -> None:
