@@ -4,7 +4,8 @@ layer names and the messages built from them. One function per sink; every write
 ========================  =====================================================================================
 sink                      rule
 ========================  =====================================================================================
-:func:`gh_data`           GitHub workflow command data (after ``::``): ``%`` ``\\r`` ``\\n`` -> ``%25`` ``%0D`` ``%0A``
+:func:`gh_data`           GitHub workflow command data (after ``::``): ``%`` ``\\r`` ``\\n`` -> ``%25`` ``%0D`` ``%0A``;
+                          other control characters (ESC: the log viewer acts on ANSI codes) -> ``%XX``, shown as is
 :func:`gh_property`       a workflow command property (``title=``): as data, and ``:`` ``,`` -> ``%3A`` ``%2C``
 :func:`md_text`           Markdown text and table cells (summary.md, the step summary, the MLflow run
                           description): one line (line breaks -> ``↵``, other controls -> ``\\xNN``), ``\\``
@@ -46,6 +47,7 @@ _LINE_BREAKS = re.compile("\r\n|[\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|&~])")
 _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+_GH_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _TERMINAL_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _TERMINAL_BAD = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -63,8 +65,10 @@ def _escaped_control(char: str) -> str:
 
 
 def gh_data(value) -> str:
-    """The message of ``::error ...::<data>`` (the runner's own escaping of command data)."""
-    return text(value).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    """The message of ``::error ...::<data>`` (the runner's own escaping of command data; the runner decodes
+    ``%25 %0D %0A`` and shows any other ``%XX`` as written, so a control character is seen, not acted on)."""
+    escaped = text(value).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return _GH_CONTROLS.sub(lambda m: f"%{ord(m.group()):02X}", escaped)
 
 
 def gh_property(value) -> str:
