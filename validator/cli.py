@@ -485,7 +485,7 @@ def _print_verdict(verdict, quiet: bool, verbose: bool) -> None:
         shown = verdict.checks if verbose else sorted(
             (c for c in verdict.checks if c.get("outcome") in order), key=lambda c: order[c["outcome"]])
         for c in shown:
-            _say(f"  {c['outcome']:7} {c['check_id']} [{c['slice']}]: {c['message']}")
+            _say(f"  {c['outcome']:12} {c['check_id']} [{c['slice']}]: {c['message']}")
     if verdict.status == "PARTIAL" and verdict.shards:
         _say(f"camgate: shard {verdict.shards['index']}/{verdict.shards['count']}: {verdict.shards['rows']} "
              f"rows in {verdict.shards['file']} (judge with `camgate merge`)")
