@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from validator.errors import CamgateError, UsageError
+from validator.errors import EXIT_FAIL, EXIT_PASS, CamgateError, UsageError
 from validator.interrupt import AuditInterrupted, interruptible
 from validator.report.files import refuse_inputs_in, start_outputs
 from validator.report.gallery import render_overlays, safe_name
@@ -482,7 +482,7 @@ def _merged_overlays(context: dict, policy_obj, run, opts: AuditOptions, out_dir
 def _exit_code(status: str, fail_on: str) -> int:
     if status == INCONCLUSIVE:
         return EXIT_INCONCLUSIVE
-    return 1 if status == FAIL or (status == WARN and fail_on == "warn") else 0
+    return EXIT_FAIL if status == FAIL or (status == WARN and fail_on == "warn") else EXIT_PASS
 
 
 def _load_baseline(opts: AuditOptions, verdict: Verdict):

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from validator import __version__
+from validator.errors import EXIT_CODES, EXIT_ERROR, EXIT_INCONCLUSIVE  # noqa: F401  (re-exported)
 
 PASS, WARN, FAIL, ERROR = "PASS", "WARN", "FAIL", "ERROR"
 # the policy compared nothing (every check skipped or not judged), or the maps failed the sanity check
@@ -16,8 +17,7 @@ INCONCLUSIVE = "INCONCLUSIVE"
 PARTIAL = "PARTIAL"
 STATUSES = (PASS, WARN, FAIL, ERROR, INCONCLUSIVE, PARTIAL)
 # Exit codes: 0 pass (warnings allowed unless --fail-on warn), 1 gate failed, 2 usage or policy error,
-# 3 runtime error (incl. interrupted), 4 inconclusive (nothing was compared: not a pass).
-EXIT_INCONCLUSIVE = 4
+# 3 runtime error (incl. interrupted), 4 inconclusive (nothing was compared: not a pass): validator.errors.
 SCHEMA_VERSION = 1
 
 
@@ -27,7 +27,7 @@ class Verdict:
     model: str
     data: str
     status: str = ERROR  # fails closed: only a completed evaluation can change it
-    exit_code: int = 3
+    exit_code: int = EXIT_ERROR
     error: str | None = None
     finding: str | None = None  # the first sentence: where the evidence sits (validator.policy.finding)
     traceback: str | None = None
@@ -154,7 +154,7 @@ VERDICT_SCHEMA = {
         "schema_version": {"const": SCHEMA_VERSION},
         "status": {"enum": list(STATUSES)},
         "gate_ok": {"type": "boolean"},
-        "exit_code": {"enum": [0, 1, 2, 3, 4]},
+        "exit_code": {"enum": sorted(EXIT_CODES)},
         "error": {"type": ["string", "null"]},
         "finding": {"type": ["string", "null"]},
         "policy": {"type": "object"},

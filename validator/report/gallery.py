@@ -11,13 +11,24 @@ from pathlib import Path
 
 import numpy as np
 
+from validator.report.escape import filename
+
 BOX_METRIC_SORT = "lift"
 OVERLAYS_PER_CLASS = 3
 
 
 def safe_name(label) -> str:
+    """A model label or sample id as a file-name part: its stem, unsafe characters as ``_``, at most 64
+    characters (a longer one is cut and ends in a hash of the whole)."""
     name = Path(str(label).rstrip("/")).stem or "model"
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name.replace(":", "_"))
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in name.replace(":", "_"))
+    return name if len(name) <= 64 else filename(name)
+
+
+def _class_part(class_name) -> str:
+    """A class name as a file-name part: the name itself where safe, else a safe form plus its hash, so
+    ``x|y`` and ``x_y`` (or two long names) never share a file."""
+    return filename(class_name)
 
 
 def render_overlays(loaded, samples, run, settings: dict, out_dir: Path) -> list[dict]:
@@ -49,16 +60,16 @@ def render_overlays(loaded, samples, run, settings: dict, out_dir: Path) -> list
                 image = render_overlay(batch.raw[i], result.maps[i], batch.boxes[i])
                 for pick in kinds[s.sample_id]:  # one sample may be a worst offender and a cluster example
                     cluster = f"{pick['cluster']}_" if pick.get("cluster") is not None else ""
-                    name = f"{pick['kind']}_{safe_name(s.class_name)}_{cluster}{pick['rank']}_{safe_name(s.sample_id)}.png"
+                    name = f"{pick['kind']}_{_class_part(s.class_name)}_{cluster}{pick['rank']}_{safe_name(s.sample_id)}.png"
                     path = write_png(overlay_dir / name, image)
                     overlays.append({**pick, "class_name": s.class_name, "path": str(path.relative_to(out_dir))})
     for key, mean_map in run.atlas.items():
-        name = "atlas_overall.png" if key == "overall" else f"atlas_{safe_name(key)}.png"
+        name = "atlas_overall.png" if key == "overall" else f"atlas_{_class_part(key)}.png"
         write_png(overlay_dir / name, render_atlas(mean_map))
         overlays.append({"kind": "atlas", "class_name": None if key == "overall" else key, "path": f"overlays/{name}",
                          "sample_id": None, "rank": 0, "lift": None})
     for (class_name, index), mean_map in (run.cluster_maps or {}).items():
-        name = f"cluster_{safe_name(class_name)}_{index}.png"
+        name = f"cluster_{_class_part(class_name)}_{index}.png"
         write_png(overlay_dir / name, render_atlas(mean_map))
         overlays.append({"kind": "cluster", "class_name": class_name, "path": f"overlays/{name}", "sample_id": None,
                          "rank": 0, "cluster": index, "lift": None, "caption": f"mean map of cluster {index + 1}"})

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import base64
-from html import escape
 from pathlib import Path
 
+# every user-supplied string: the shared HTML escaping (text and quoted attributes)
+from validator.report.escape import html_text as escape
 from validator.report.markdown import ci_level, fmt
 
 COLOURS = {"PASS": "#1a7f37", "WARN": "#9a6700", "FAIL": "#cf222e", "ERROR": "#8250df", "SKIPPED": "#57606a", "NOT_JUDGED": "#57606a", "INCONCLUSIVE": "#8250df"}

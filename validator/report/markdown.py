@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from validator.report.escape import gh_data, gh_property, md_code, md_text
+
 MAX_ANNOTATIONS = 10
 ICONS = {"PASS": "✅", "WARN": "⚠️", "FAIL": "❌", "ERROR": "🛑", "SKIPPED": "⏭️", "NOT_JUDGED": "➖", "INCONCLUSIVE": "❔"}
 _ORDER = {"FAIL": 0, "INCONCLUSIVE": 1, "WARN": 2, "PASS": 3, "NOT_JUDGED": 4, "SKIPPED": 5}
@@ -22,18 +24,22 @@ def ci_level(confidence: float | None) -> str:
 
 def render_markdown(data: dict) -> str:
     status = data["status"]
-    lines = [f"## {ICONS.get(status, '')} camgate: **{status}** — {data.get('model_name') or data['model']}", ""]
+    # every string from the user's files (names, paths, messages that quote them) goes through md_text/md_code
+    lines = [f"## {ICONS.get(status, '')} camgate: **{status}** — {md_text(data.get('model_name') or data['model'])}",
+             ""]
     if data.get("error"):
-        lines += [f"**Error:** {data['error']}", ""]
+        lines += [f"**Error:** {md_text(data['error'])}", ""]
     if data.get("finding"):
-        lines += [f"**Where:** {data['finding'][0].upper()}{data['finding'][1:]}.", ""]
+        lines += [f"**Where:** {md_text(data['finding'][0].upper() + data['finding'][1:])}.", ""]
     policy = data.get("policy") or {}
     sample = data.get("sample") or {}
     explainer = data.get("explainer") or {}
     if policy:
-        lines.append(f"Policy `{policy.get('name')}` v{policy.get('version')} (hash `{policy.get('hash')}`)")
+        lines.append(f"Policy {md_code(policy.get('name'), cell=False)} v{md_text(policy.get('version'))} "
+                     f"(hash {md_code(policy.get('hash'), cell=False)})")
     if explainer:
-        lines.append(f"Explainer `{explainer.get('method')}` on layer `{explainer.get('layer')}`")
+        lines.append(f"Explainer {md_code(explainer.get('method'), cell=False)} on layer "
+                     f"{md_code(explainer.get('layer'), cell=False)}")
     if sample:
         lines.append(
             f"Samples explained: {sample.get('n_explained')} of {sample.get('n_selected')} selected "
@@ -46,7 +52,7 @@ def render_markdown(data: dict) -> str:
     small = sample.get("not_judged_classes") or []
     if small:
         per_class = sample.get("per_class") or {}
-        shown = ", ".join(f"{name} ({(per_class.get(name) or {}).get('explained', '?')} explained, "
+        shown = ", ".join(f"{md_text(name)} ({(per_class.get(name) or {}).get('explained', '?')} explained, "
                           f"{(per_class.get(name) or {}).get('available', '?')} available)" for name in small[:20])
         more = f" and {len(small) - 20} more" if len(small) > 20 else ""
         lines.append(f"Not judged (fewer than min_per_class samples): {len(small)} class(es): {shown}{more}")
@@ -62,22 +68,26 @@ def render_markdown(data: dict) -> str:
             ) or "change vs baseline"
             interval = f"{ci_level(c.get('confidence'))} [{fmt(c.get('lo'))}, {fmt(c.get('hi'))}]"
             lines.append(
-                f"| {ICONS.get(c['outcome'], '')} {c['outcome']} | `{c['check_id']}` ({c['metric']} {c.get('aggregate', '')}) "
-                f"| {c['slice']} | {fmt(c.get('observed'))} | {interval} | {fmt(c.get('compared'))} | {threshold} | {c.get('n')} |"
+                f"| {ICONS.get(c['outcome'], '')} {c['outcome']} | {md_code(c['check_id'])} "
+                f"({md_text(c['metric'])} {md_text(c.get('aggregate', ''))}) "
+                f"| {md_text(c['slice'])} | {fmt(c.get('observed'))} | {interval} | {fmt(c.get('compared'))} "
+                f"| {threshold} | {c.get('n')} |"
             )
         lines.append("")
         problems = [c for c in ordered if c["outcome"] in ("FAIL", "INCONCLUSIVE", "WARN")]
         if problems:
-            lines += ["**Why:**", ""] + [f"- {c['message']}" for c in problems[:20]] + [""]
+            lines += ["**Why:**", ""] + [f"- {md_text(c['message'])}" for c in problems[:20]] + [""]
     lines += _evidence(data)
     waivers = data.get("waivers") or []
     if waivers:
         lines += ["**Waivers:**", ""]
-        lines += [f"- `{w.get('check')}` {w.get('slice') or ''} — {w.get('state')} until {w.get('expires')}: {w.get('reason')}" for w in waivers]
+        lines += [f"- {md_code(w.get('check'), cell=False)} {md_text(w.get('slice') or '')} — {md_text(w.get('state'))} "
+                  f"until {md_text(w.get('expires'))}: {md_text(w.get('reason'))}" for w in waivers]
         lines.append("")
     issues = data.get("data_issues") or []
     if issues:
-        lines.append(f"**Data issues:** {len(issues)} (see verdict.json); first: {issues[0]['file']}: {issues[0]['reason']}")
+        lines.append(f"**Data issues:** {len(issues)} (see verdict.json); first: {md_text(issues[0]['file'])}: "
+                     f"{md_text(issues[0]['reason'])}")
     return "\n".join(lines) + "\n"
 
 
@@ -90,8 +100,8 @@ def _evidence(data: dict) -> list[str]:
     if rows:
         lines += ["**Beyond the heatmap** (counterfactual probes, faithfulness, explainer sanity):", "",
                   "| probe | value | interval | n | reading |", "|---|---|---|---|---|"]
-        lines += [f"| {r['label']} (`{r['metric']}` {r['aggregate']}) | {fmt(r['value'])} | "
-                  f"[{fmt(r['lo'])}, {fmt(r['hi'])}] | {r['n']} | {r['note']} |" for r in rows]
+        lines += [f"| {md_text(r['label'])} ({md_code(r['metric'])} {r['aggregate']}) | {fmt(r['value'])} | "
+                  f"[{fmt(r['lo'])}, {fmt(r['hi'])}] | {r['n']} | {md_text(r['note'])} |" for r in rows]
         lines.append("")
     stages = sanity_stages(data)
     if stages:
@@ -100,14 +110,15 @@ def _evidence(data: dict) -> list[str]:
                   f"the top): {shown}", ""]
     error = ((data.get("probes") or {}).get("sanity") or {}).get("error")
     if error:
-        lines += [f"Sanity check not run: {error}", ""]
+        lines += [f"Sanity check not run: {md_text(error)}", ""]
     flagged = flagged_clusters(data)
     if flagged:
         lines += ["**Clusters with the heat off the object** (SpRAy, spectral clustering of the maps per class):", ""]
         for c in flagged[:10]:
-            examples = ", ".join(f"`{e}`" for e in (c.get("examples") or []))
-            lines.append(f"- class `{c['class_name']}`: cluster {c['cluster'] + 1} of {c['k']} holds {c.get('size')} "
-                         f"of {c.get('n_class')} maps; {c.get('reason') or 'heat off the object'}; examples: {examples}")
+            examples = ", ".join(md_code(e, cell=False) for e in (c.get("examples") or []))
+            lines.append(f"- class {md_code(c['class_name'], cell=False)}: cluster {c['cluster'] + 1} of {c['k']} "
+                         f"holds {c.get('size')} of {c.get('n_class')} maps; "
+                         f"{md_text(c.get('reason') or 'heat off the object')}; examples: {examples}")
         lines.append("")
     return lines
 
@@ -116,16 +127,13 @@ def github_annotations(data: dict) -> list[str]:
     """At most 10 ::error/::warning lines, then a notice with the count of the rest."""
     lines = []
     if data.get("error"):
-        lines.append(f"::error title=camgate {data['status']}::{_escape(data['error'])}")
+        lines.append(f"::error title={gh_property('camgate ' + data['status'])}::{gh_data(data['error'])}")
     problems = [c for c in data.get("checks") or [] if c["outcome"] in ("FAIL", "INCONCLUSIVE", "WARN")]
     for c in problems:
         level = "warning" if c["outcome"] == "WARN" else "error"
-        lines.append(f"::{level} title=camgate {c['check_id']} ({c['slice']})::{_escape(c['message'])}")
+        title = gh_property(f"camgate {c['check_id']} ({c['slice']})")
+        lines.append(f"::{level} title={title}::{gh_data(c['message'])}")
     shown, rest = lines[:MAX_ANNOTATIONS], len(lines) - MAX_ANNOTATIONS
     if rest > 0:
         shown.append(f"::notice title=camgate::{rest} more failing or warning checks in summary.md / verdict.json")
     return shown
-
-
-def _escape(text: str) -> str:
-    return str(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")

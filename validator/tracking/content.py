@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from validator.report.escape import MLFLOW_PARAM_LIMIT, mlflow_value
 from validator.tracking import uploads
 from validator.tracking.names import finite, image_key, slice_token
 
@@ -68,7 +69,7 @@ def params(verdict) -> dict[str, str]:
         "camgate.fail_on": v.fail_on,
         "camgate.baseline": (v.baseline or {}).get("model"),
     }
-    return {k: str(val)[:6000] for k, val in values.items() if val is not None}
+    return {k: mlflow_value(val, MLFLOW_PARAM_LIMIT) for k, val in values.items() if val is not None}
 
 
 def log_params(client, retry, run_id: str, values: dict[str, str]) -> None:
@@ -106,7 +107,7 @@ def tags(verdict, version, extra_tags: dict, describe: bool) -> dict[str, str]:
     values.update({str(k): str(val) for k, val in (extra_tags or {}).items()})
     if describe:
         values["mlflow.note.content"] = note(v)
-    return {k: val[:7900] for k, val in values.items() if val != ""}
+    return {k: mlflow_value(val) for k, val in values.items() if val != ""}  # str, bounded, storable
 
 
 def log_tags(client, retry, run_id: str, values: dict[str, str]) -> None:

@@ -11,14 +11,19 @@ from __future__ import annotations
 import math
 import re
 
+from validator.report.escape import mlflow_key
+
 STATUS_CODES = {"PASS": 0, "WARN": 1, "FAIL": 2, "ERROR": 3, "INCONCLUSIVE": 4}
 _NAME_BAD = re.compile(r"[^\w.\- ]")  # metric names: alphanumerics, _ - . space and /
 _KEY_BAD = re.compile(r"[^a-zA-Z0-9_.\- ]")  # image keys: ASCII only
+# a slice's part of a metric name or image key: MLflow refuses names over 250 characters (a class name can be
+# any length), so a longer slice is cut and ends in a hash of the whole (two long names stay two metrics)
+SLICE_TOKEN_LIMIT = 120
 
 
 def slice_token(slice_name: str) -> str:
     """``overall`` -> ``overall``; ``class=tank`` -> ``class_tank`` (``=`` is not allowed in metric names)."""
-    return _NAME_BAD.sub("_", str(slice_name).replace("=", "_"))
+    return mlflow_key(_NAME_BAD.sub("_", str(slice_name).replace("=", "_")), SLICE_TOKEN_LIMIT)
 
 
 def metric_name(metric: str, aggregate: str, slice_name: str, bound: str | None = None) -> str:

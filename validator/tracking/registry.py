@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import time
 
+from validator.report.escape import mlflow_value
+
 
 def tag_model_version(client, retry, version, verdict, run_id: str) -> None:
     """``camgate.status``, ``camgate.run_id``, ``camgate.policy_hash``, ``camgate.policy``, ``camgate.checked_at``."""
@@ -22,7 +24,7 @@ def tag_model_version(client, retry, version, verdict, run_id: str) -> None:
     for key, value in tags.items():
         if value:
             retry(f"tag model version {version.name}/{version.version}", client.set_model_version_tag,
-                  version.name, str(version.version), key, value)
+                  version.name, str(version.version), key, mlflow_value(value))
 
 
 def plan_promotion(client, retry, verdict, version, alias: str | None) -> dict | None:
