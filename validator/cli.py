@@ -92,12 +92,16 @@ def tracking_options(f):
 @click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Ray: GPUs each actor reserves (e.g. 1, or 0.5 to share one).")
 @click.option("--ray-address", help="Ray: an existing cluster's address (default: start a local one on 127.0.0.1).")
+@click.option("--exif-orientation", type=click.Choice(["ignore", "apply"]), default="ignore", show_default=True,
+              help="ignore: boxes are in stored-pixel coordinates (COCO's convention); apply: each image is turned "
+              "to its displayed orientation and its boxes and masks are read in that frame. Either way an "
+              "orientation other than 1 is recorded per image.")
 @tracking_options
 @click.option("-q", "--quiet", is_flag=True, help="Only the verdict line.")
 @click.option("-v", "--verbose", is_flag=True, help="Every check, and tracebacks on stderr.")
 def audit(model, data, data_format, images, policy, method, method_option, layer, preprocess, classes, max_samples, seed,
           batch_size, out, baseline, fail_on, trust_model, score_on, shard, backend, workers, gpus_per_worker, ray_address,
-          tracking_uri, no_mlflow, experiment, run_name, parent_run_id, promote, quiet, verbose):
+          exif_orientation, tracking_uri, no_mlflow, experiment, run_name, parent_run_id, promote, quiet, verbose):
     """Audit MODEL (.keras, .h5, a folder holding a .keras file, an MLflow model folder or URI) on an annotated
     held-out set. A TensorFlow SavedModel export is refused: it keeps no layer graph to explain."""
     _refuse_conflicts(no_mlflow=no_mlflow, tracking_uri=tracking_uri, promote=promote, quiet=quiet,
@@ -119,6 +123,7 @@ def audit(model, data, data_format, images, policy, method, method_option, layer
             preprocess=preprocess, classes=classes, max_samples=max_samples, seed=seed, batch_size=batch_size,
             baseline=baseline, fail_on=fail_on, trust_model=trust_model, progress=progress, tracking=tracking,
             score_on=score_on, shard=shard, backend=backend, workers=workers, gpus_per_worker=gpus_per_worker, ray_address=ray_address,
+            exif_orientation=exif_orientation,
         )
     finally:
         progress.close()
