@@ -82,16 +82,27 @@ def yaml_nodes_within(root, limit: int = MAX_YAML_NODES) -> bool:
 
 def load_yaml_bounded(text: str, what: str, error=UsageError):
     """``yaml.safe_load(text)`` after refusing a document over ``MAX_YAML_NODES`` (aliases expanded) with
-    ``error``, naming ``what``. Composing first costs what parsing costs; the count is bounded."""
+    ``error``, naming ``what``. YAML syntax errors are raised as ``yaml.YAMLError``."""
+    return compose_bounded(text, what, error)[1]
+
+
+def compose_bounded(text: str, what: str, error=UsageError):
+    """(the composed root node or None, the data ``yaml.safe_load`` gives), parsed once. The node tree is
+    composed first (an alias shares its anchor's node, so this costs what the text costs), counted with its
+    aliases expanded up to ``MAX_YAML_NODES`` (``error`` beyond, before anything is constructed: YAML merge
+    keys copy their pairs while constructing), then constructed as ``safe_load`` would."""
     import yaml
 
+    loader = yaml.SafeLoader(text)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = loader.get_single_node()
+        if root is not None and not yaml_nodes_within(root):
+            raise error(yaml_bomb_message(what))
+        return root, (loader.construct_document(root) if root is not None else None)
     except RecursionError:
         raise error(f"{what}: YAML nested too deeply") from None
-    if root is not None and not yaml_nodes_within(root):
-        raise error(yaml_bomb_message(what))
-    return yaml.safe_load(text)
+    finally:
+        loader.dispose()
 
 
 def yaml_bomb_message(what: str) -> str:

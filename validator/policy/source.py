@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from validator.errors import PolicyError
-from validator.limits import read_text_bounded, yaml_bomb_message, yaml_nodes_within
+from validator.limits import compose_bounded, read_text_bounded
 
 
 def suggest(word: object, choices: Iterable[str], *, list_if_at_most: int = 12) -> str:
@@ -73,17 +73,12 @@ def read_policy_file(path: str | Path) -> tuple[object, Source]:
     if not text.strip():
         raise PolicyError(f"policy {name}: the file is empty")
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        if root is not None and not yaml_nodes_within(root):
-            raise PolicyError(yaml_bomb_message(f"policy {name}"))
-        data = yaml.safe_load(text)
+        root, data = compose_bounded(text, f"policy {name}", PolicyError)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{name}, line {mark.line + 1}" if mark is not None else name
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise PolicyError(f"policy {where}: not valid YAML: {problem}") from None
-    except RecursionError:
-        raise PolicyError(f"policy {name}: not valid YAML: nested too deeply") from None
     source = Source(name)
     if root is not None:
         _index(root, "", source)
