@@ -379,4 +379,4 @@ def test_a_deflated_keras_zip_within_the_limits_still_loads(tmp_path, untrained_
 def test_the_limits_are_the_documented_ones():
     readme = (ROOT / "README.md").read_text()
     for shown in ("178,956,970", "512 MiB", "100,000", "64 MiB", "200", "16 MiB"):
-        assert shown in readme.split("### Limits on inputs")[1].split("\n## ")[0], shown
+        assert shown in readme.split("### Limits on inputs")[1].split("\n### ")[0], shown
