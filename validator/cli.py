@@ -332,6 +332,10 @@ def fail_on_option(f):
       help="A second model (path or models:/name@alias) audited on the same samples for change checks.")
 @_opt("--trust-model", is_flag=True, section=INPUTS,
       help="Allow models whose loading runs Python code (Lambda layers). Only for files you trust.")
+@_opt("--exif-orientation", type=click.Choice(["ignore", "apply"]), default="ignore", show_default=True,
+      section=INPUTS, help="ignore: boxes are in stored-pixel coordinates (COCO's convention); apply: each image "
+      "is turned to its displayed orientation and its boxes and masks are read in that frame. Either way an "
+      "orientation other than 1 is recorded per image.")
 @_opt("--method", type=click.Choice(METHOD_CHOICES), metavar="NAME", section=EXPLAINER,
       help="Heatmap method (default: the policy's), one of: " + ", ".join(METHOD_CHOICES) + ".")
 @_opt("--method-option", "method_option", multiple=True, metavar="NAME=VALUE", callback=_method_options,
@@ -368,7 +372,7 @@ def fail_on_option(f):
       help="Ray: an existing cluster's address (default: start a local one on 127.0.0.1).")
 def audit(model, data, data_format, images, policy, method, method_option, layer, preprocess, classes, max_samples, seed,
           batch_size, out, baseline, fail_on, trust_model, score_on, shard, backend, workers, gpus_per_worker, ray_address,
-          tracking_uri, no_mlflow, experiment, run_name, parent_run_id, promote, quiet, verbose):
+          exif_orientation, tracking_uri, no_mlflow, experiment, run_name, parent_run_id, promote, quiet, verbose):
     """Audit MODEL (.keras, .h5, a folder holding a .keras file, an MLflow model folder or URI) on an annotated
     held-out set. A TensorFlow SavedModel export is refused: it keeps no layer graph to explain."""
     _refuse_conflicts(no_mlflow=no_mlflow, tracking_uri=tracking_uri, promote=promote, quiet=quiet,
@@ -391,6 +395,7 @@ def audit(model, data, data_format, images, policy, method, method_option, layer
             preprocess=preprocess, classes=classes, max_samples=max_samples, seed=seed, batch_size=batch_size,
             baseline=baseline, fail_on=fail_on, trust_model=trust_model, progress=progress, tracking=tracking,
             score_on=score_on, shard=shard, backend=backend, workers=workers, gpus_per_worker=gpus_per_worker, ray_address=ray_address,
+            exif_orientation=exif_orientation,
         )
     finally:
         progress.close()

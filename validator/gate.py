@@ -57,6 +57,9 @@ class AuditOptions:
     workers: int | None = None  # Ray: actors (default: the cluster's CPUs, or its GPUs with gpus_per_worker)
     gpus_per_worker: float = 0.0
     ray_address: str | None = None  # Ray: an existing cluster (default: a local one on 127.0.0.1)
+    #: "ignore": stored pixels, boxes in stored-pixel coordinates (COCO's convention); "apply": each image turned
+    #: by its EXIF orientation, boxes and masks read in that displayed frame (validator.data.images)
+    exif_orientation: str = "ignore"
 
 
 class _Timer:
@@ -319,7 +322,7 @@ def _prepare(verdict: Verdict, model, data, policy, opts: AuditOptions, timer: _
     seed = opts.seed if opts.seed is not None else policy_obj.sample.seed
     max_samples = opts.max_samples if opts.max_samples is not None else policy_obj.sample.max_samples
     dataset, samples = _sample(data, opts.format, opts.images, class_list, max_samples, seed,
-                               policy_obj.sample.min_per_class, loaded.num_classes)
+                               policy_obj.sample.min_per_class, loaded.num_classes, opts.exif_orientation)
     baseline_loaded = _load_baseline(opts, verdict)
     if baseline_loaded is not None:
         verdict.audited_versions["baseline"] = baseline_loaded.registry_version
@@ -336,17 +339,19 @@ def _prepare(verdict: Verdict, model, data, policy, opts: AuditOptions, timer: _
         # to find the images again (the merge re-renders the overlays)
         "source": {"model": str(model) if isinstance(model, str | Path) else None, "data": str(data),
                    "format": opts.format, "images": opts.images, "classes": class_list,
-                   "preprocess": opts.preprocess},
-        "facts": _data_facts(dataset, samples),
+                   "preprocess": opts.preprocess, "exif_orientation": opts.exif_orientation},
+        "facts": _data_facts(dataset, samples, opts.exif_orientation),
     }
     return _Prepared(policy_obj, loaded, baseline_loaded, dataset, samples, settings, seed, context)
 
 
-def _sample(data, data_format, images, classes, max_samples, seed, min_per_class, num_classes):
+def _sample(data, data_format, images, classes, max_samples, seed, min_per_class, num_classes,
+            exif_orientation="ignore"):
     """(dataset, the seeded stratified sample): what an audit explains and a merge re-finds for its overlays."""
     from validator.data import check_num_classes, load_dataset, select_samples
 
-    dataset = load_dataset(data, format=data_format, images_dir=images, classes=classes)
+    dataset = load_dataset(data, format=data_format, images_dir=images, classes=classes,
+                           exif_orientation=exif_orientation)
     check_num_classes(dataset, num_classes)
     return dataset, select_samples(dataset.samples, max_samples, seed, min_per_class)
 
@@ -355,10 +360,11 @@ def _class_counts(names) -> dict[str, int]:
     return dict(Counter(name for name in names if name is not None))
 
 
-def _data_facts(dataset, samples) -> dict:
+def _data_facts(dataset, samples, exif_orientation="ignore") -> dict:
     """What the verdict says about the data, from the whole set (every shard computes the same)."""
     count = _class_counts
     return {"format": dataset.format, "source": dataset.source, "class_names": list(dataset.class_names),
+            "exif_orientation": exif_orientation,
             "n_images": dataset.n_images, "n_no_box": dataset.n_no_box, "n_read": len(dataset.samples),
             "n_skipped_read": _skipped_before_selection(dataset), "n_out_of_scope": _out_of_scope(dataset),
             "issues": [i.to_dict() for i in dataset.issues],
@@ -387,6 +393,8 @@ def _judge(verdict: Verdict, policy_obj, context: dict, run, baseline_run, opts:
         "n_no_box": facts["n_no_box"],
         # records of classes outside --classes: not audited and not skipped (shards of older versions lack it)
         "n_out_of_scope": facts.get("n_out_of_scope", 0),
+        # how EXIF orientation was read (shards of older versions lack it: they ignored it)
+        "exif_orientation": facts.get("exif_orientation", "ignore"),
         "n_large_box": int(np.sum(run.table["area"] > policy_obj.sample.max_box_area)),
         "n_dead": int(np.nansum(run.table["dead"])),
         "issue_counts": _issue_counts(issues),
@@ -472,7 +480,7 @@ def _merged_overlays(context: dict, policy_obj, run, opts: AuditOptions, out_dir
         loaded = load_model(source["model"], trust=opts.trust_model)
         _, samples = _sample(source["data"], source["format"], source["images"], source["classes"],
                              context["max_samples"], context["seed"], policy_obj.sample.min_per_class,
-                             loaded.num_classes)
+                             loaded.num_classes, source.get("exif_orientation", "ignore"))
     except CamgateError as exc:
         return [], f"not rendered: {exc}"
     settings = {**context["explainer"], "preprocess": source["preprocess"]}

@@ -1,6 +1,6 @@
 """Refuse model files whose loading would run code, before Keras deserialises anything.
 
-A leaf module: it imports nothing from ``validator`` except the error types, so every loader (files, folders,
+A leaf module: it imports nothing from ``validator`` except the error types and the input limits, so every loader (files, folders,
 MLflow models) uses the same scan. What is refused unless the caller trusts the file (``--trust-model``,
 ``trust=True``):
 
@@ -17,12 +17,14 @@ model JSON, whatever its name.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from validator.errors import ModelError, ModelUsageError
+from validator.limits import MAX_CONFIG_BYTES, MAX_ZIP_RATIO, ZIP_RATIO_MIN_BYTES, fmt_bytes
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -35,7 +37,7 @@ _KERAS_NAMESPACES = ("layers", "models", "initializers", "regularizers", "constr
                      "metrics", "optimizers", "dtype_policies", "ops", "random")
 _KERAS_MODEL_CLASSES = {"Functional", "Sequential", "Model"}
 _KERAS_PACKAGES = {"keras", "keras_hub", "keras_cv", "keras_nlp"}
-_JSON_LIMIT = 64 << 20  # a Keras model JSON larger than this is not a config file
+_JSON_LIMIT = MAX_CONFIG_BYTES  # a Keras model JSON larger than this is not a config file
 
 
 @dataclass(frozen=True)
@@ -50,13 +52,19 @@ class Finding:
 def refuse_unsafe(path, trust: bool = False, label: str | None = None) -> None:
     """Raise :class:`ModelUsageError` if ``path`` (a model file or a folder) holds anything that runs code on load.
 
-    ``label`` names the source in the message (an MLflow URI for a downloaded folder). Does nothing when
-    ``trust`` is true. Raises :class:`ModelError` when a model file cannot be read at all.
+    ``label`` names the source in the message (an MLflow URI for a downloaded folder). With ``trust`` only the
+    size bounds of a .keras zip are checked (:func:`_check_entries`: a zip bomb is refused whatever the trust).
+    Raises :class:`ModelError` when a model file cannot be read at all.
     """
-    if trust:
-        return
     path = Path(path)
     shown = label or str(path)
+    if trust:  # code may run, but a zip bomb is refused all the same
+        for file in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
+            with contextlib.suppress(OSError, zipfile.BadZipFile):  # unreadable: the loader says so
+                if _is_zip(file):
+                    with zipfile.ZipFile(file) as archive:
+                        _check_entries(archive, file)
+        return
     if path.is_dir():
         for file in sorted(p for p in path.rglob("*") if p.is_file()):
             inner = file.relative_to(path).as_posix()
@@ -81,9 +89,15 @@ def stored_config(path, strict: bool = True) -> dict | None:
             head = handle.read(8)
         if head.startswith(_ZIP_MAGIC):
             with zipfile.ZipFile(path) as archive:
+                _check_entries(archive, path)
                 if "config.json" not in archive.namelist():
                     return None
-                return _as_config(json.loads(archive.read("config.json")))
+                with archive.open("config.json") as handle:
+                    raw = handle.read(MAX_CONFIG_BYTES + 1)  # the declared size was checked; the read is bounded too
+                if len(raw) > MAX_CONFIG_BYTES:
+                    raise ModelUsageError(f"model file {path}: its config.json inflates past {fmt_bytes(MAX_CONFIG_BYTES)}, "
+                                          "the limit for a model config; refused")
+                return _as_config(json.loads(raw))
         if head == _HDF5_MAGIC or _is_hdf5(path):
             import h5py
 
@@ -103,6 +117,28 @@ def stored_config(path, strict: bool = True) -> dict | None:
         if strict:
             raise ModelError(f"cannot read model file {path}: {exc}") from exc
     return None
+
+
+def _is_zip(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(4) == _ZIP_MAGIC
+
+
+def _check_entries(archive: zipfile.ZipFile, path) -> None:
+    """Refuse a zip by what its directory declares, before any entry is inflated: a ``config.json`` larger than
+    ``MAX_CONFIG_BYTES`` uncompressed, or an entry over 1 MiB that inflates more than ``MAX_ZIP_RATIO`` times
+    its stored size (Keras stores its entries uncompressed; see validator.limits)."""
+    for info in archive.infolist():
+        if info.filename == "config.json" and info.file_size > MAX_CONFIG_BYTES:
+            raise ModelUsageError(
+                f"model file {path}: its config.json declares {fmt_bytes(info.file_size)} uncompressed, over the "
+                f"{fmt_bytes(MAX_CONFIG_BYTES)} limit for a model config; refused unread")
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > ZIP_RATIO_MIN_BYTES and ratio > MAX_ZIP_RATIO:
+            raise ModelUsageError(
+                f"model file {path}: its entry {info.filename} declares {fmt_bytes(info.file_size)} from "
+                f"{info.compress_size:,} stored bytes, a compression ratio of {ratio:,.0f}, over the limit of "
+                f"{MAX_ZIP_RATIO} (a zip bomb?); refused unread")
 
 
 def _as_config(config) -> dict | None:

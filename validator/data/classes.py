@@ -10,6 +10,7 @@ import yaml
 
 from validator.data.records import Dataset
 from validator.errors import DataError
+from validator.limits import load_yaml_bounded, read_text_bounded
 
 
 class ClassMap:
@@ -61,14 +62,17 @@ def read_class_list(path: str | Path) -> list[str]:
     """Read a --classes file: one name per line (.txt), or a JSON/YAML list, or a {index: name} mapping."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text_bounded(path, f"class list {path}", DataError)
     except OSError as exc:
         raise DataError(f"cannot read class list {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise DataError(f"cannot read class list {path}: not UTF-8 text ({exc.reason})") from exc
     suffix = path.suffix.lower()
     stripped = text.lstrip()
     if suffix in (".json", ".yaml", ".yml") or stripped.startswith(("[", "{")):
         try:
-            loaded = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
+            loaded = json.loads(text) if suffix == ".json" else load_yaml_bounded(text, f"class list {path}",
+                                                                                   DataError)
         except (json.JSONDecodeError, yaml.YAMLError) as exc:
             raise DataError(f"class list {path} is not valid {suffix.lstrip('.') or 'YAML'}: {exc}") from exc
         names = _names_from_structure(loaded, path)

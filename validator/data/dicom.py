@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from validator.data.images import ImageReadError
+from validator.data.images import ImageReadError, check_pixels
 
 
 def _pydicom(path: Path):
@@ -54,6 +54,11 @@ def read_dicom(path: str | Path, data: bytes | None = None) -> tuple[np.ndarray,
         raise ImageReadError(f"DICOM {photometric} colour needs pydicom>=3 (which converts it to RGB)")
     if photometric not in ("MONOCHROME1", "MONOCHROME2", "RGB") and not photometric.startswith("YBR"):
         raise ImageReadError(f"unsupported DICOM photometric interpretation {photometric}")
+    try:
+        rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    except (TypeError, ValueError):
+        rows = columns = 0  # pydicom says what is wrong when it decodes
+    check_pixels(columns, rows)  # before the pixel data is decoded (a compressed transfer syntax can inflate)
     try:
         pixels = np.asarray(ds.pixel_array)
     except Exception as exc:  # truncated pixel data, missing decoder for a compressed transfer syntax

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from validator.data.build import build_dataset
 from validator.data.coco import read_coco
 from validator.data.csv_manifest import read_csv
+from validator.data.images import check_exif_orientation
 from validator.data.records import Dataset
 from validator.data.voc import read_voc, voc_root
 from validator.errors import DataError
@@ -36,8 +38,13 @@ def load_dataset(
     format: str | None = None,
     images_dir: str | Path | None = None,
     classes: Sequence[str] | None = None,
+    exif_orientation: str = "ignore",
 ) -> Dataset:
-    """Read a held-out set. ``classes`` (names in model output order) overrides the default order."""
+    """Read a held-out set. ``classes`` (names in model output order) overrides the default order.
+    ``exif_orientation``: "ignore" (boxes in stored pixels, COCO's convention) or "apply" (each image is turned
+    by its EXIF orientation and its boxes, masks and stated size are in that displayed frame); every sample
+    carries it to the decoder."""
+    exif_orientation = check_exif_orientation(exif_orientation)
     path = Path(path)
     if not path.exists():
         raise DataError(f"annotation path not found: {path}")
@@ -59,6 +66,9 @@ def load_dataset(
         images, class_map, issues = read_voc(path, images_dir=image_root, classes=classes)
     else:
         images, class_map, issues, by_index = read_csv(path, images_dir=image_root, classes=classes)
-    return build_dataset(
+    dataset = build_dataset(
         images, class_map, issues, fmt=fmt, source=str(path), labels_are_indices=by_index
     )
+    if exif_orientation != "ignore":
+        dataset.samples = [replace(s, exif_orientation=exif_orientation) for s in dataset.samples]
+    return dataset

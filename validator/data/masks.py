@@ -85,12 +85,12 @@ def _png_mask(path: str, value: int | None, width: int, height: int) -> np.ndarr
     from PIL import Image
 
     try:
-        with Image.open(path) as image:
+        with Image.open(path) as image:  # the header only: the size is checked before any pixel is decoded
+            if image.size != (width, height):  # so a mask is never larger than its image, which passed the limits
+                raise MaskError(f"mask {path} is {image.size[0]}x{image.size[1]} but the image is {width}x{height}")
             pixels = np.asarray(image)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:  # the bomb: over Pillow's own threshold
         raise MaskError(f"cannot read mask {path}: {exc}") from exc
-    if pixels.shape[:2] != (height, width):
-        raise MaskError(f"mask {path} is {pixels.shape[1]}x{pixels.shape[0]} but the image is {width}x{height}")
     if value is None:
         return pixels.reshape(height, width, -1).any(axis=2)
     if pixels.ndim != 2:

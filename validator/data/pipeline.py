@@ -21,7 +21,7 @@ import numpy as np
 
 from validator._tf import tf
 from validator.data.boxes import clip_box, format_box
-from validator.data.images import ImageReadError, check_channels, read_image
+from validator.data.images import EXIF_NOTE, ImageReadError, check_channels, read_image
 from validator.data.masks import REGION_MASK, REGION_NAMES, object_region
 from validator.data.preprocess import check_channels as check_preprocess_channels
 from validator.data.preprocess import get_preprocess
@@ -157,12 +157,12 @@ def load_samples(samples: Sequence[Sample], *, input_size: tuple[int, int], chan
     boxes: list[np.ndarray] = [np.zeros((0, 4))] * len(samples)
     ok = np.zeros(len(samples), bool)
     regions: list[np.ndarray | None] = [None] * len(samples)
-    paths = list(dict.fromkeys(s.image_path for s in samples))
+    keys = list(dict.fromkeys((s.image_path, s.exif_orientation) for s in samples))
     with ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="camgate-decode") as pool:
-        decoded = dict(zip(paths, pool.map(lambda p: _decode(p, width, height, channels, preprocess_fn)[0], paths),
+        decoded = dict(zip(keys, pool.map(lambda k: _decode(*k, width, height, channels, preprocess_fn)[0], keys),
                            strict=True))
     for i, sample in enumerate(samples):
-        image = decoded[sample.image_path]
+        image = decoded[(sample.image_path, sample.exif_orientation)]
         if isinstance(image, ImageReadError):
             continue
         decoded_size, _, pixels = image
@@ -185,8 +185,11 @@ def _prepared(samples, width, height, channels, preprocess_fn, issues):
         if sample.image_path != cached_path:
             cached_path = sample.image_path
             cached, conversions = next(decoded)
+            notes = [c for c in conversions if c.startswith(EXIF_NOTE)]
+            conversions = [c for c in conversions if not c.startswith(EXIF_NOTE)]
             if conversions:
                 issues.append(DataIssue(cached_path, None, "; ".join(conversions), "converted_image"))
+            issues.extend(DataIssue(cached_path, None, note, "exif_orientation") for note in notes)
         if isinstance(cached, ImageReadError):
             issues.append(_skip(sample, cached.reason))
             continue
@@ -230,24 +233,26 @@ def _decode_ahead(samples, width, height, channels, preprocess_fn):
 
     cv2 releases the GIL while decoding and resizing, so threads overlap with each other and with the model;
     the bound keeps memory flat however long the set is."""
-    paths = (s.image_path for i, s in enumerate(samples) if i == 0 or s.image_path != samples[i - 1].image_path)
+    firsts = (s for i, s in enumerate(samples) if i == 0 or s.image_path != samples[i - 1].image_path)
     with ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="camgate-decode") as pool:
         pending: deque = deque()
-        for path in paths:
-            pending.append(pool.submit(_decode, path, width, height, channels, preprocess_fn))
+        for sample in firsts:
+            pending.append(pool.submit(_decode, sample.image_path, sample.exif_orientation, width, height, channels,
+                                       preprocess_fn))
             if len(pending) >= DECODE_AHEAD:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
 
 
-def _decode(path: str, width: int, height: int, channels: int, preprocess_fn):
+def _decode(path: str, exif_orientation: str, width: int, height: int, channels: int, preprocess_fn):
     """(((w, h) decoded, resized uint8 for display, preprocessed float32) or the ImageReadError, conversions).
 
     The resize runs on the decoded dtype (uint8, or float32 0..255 for deeper files), so 16-bit and DICOM
-    precision reaches the model; only the display copy is rounded to uint8."""
+    precision reaches the model; only the display copy is rounded to uint8. (w, h) is the size the boxes are
+    read against: the displayed size where the EXIF orientation is applied."""
     try:
-        image, conversions = read_image(path, channels)
+        image, conversions = read_image(path, channels, exif_orientation)
     except ImageReadError as exc:
         return exc, []
     resized = resize_image(image, width, height)
@@ -263,7 +268,9 @@ def _clipped_boxes(sample: Sample, decoded_size: tuple[int, int], issues: list[D
     w, h = decoded_size
     if sample.image_size is not None and tuple(sample.image_size) != (w, h):
         sw, sh = sample.image_size
-        issues.append(_skip(sample, f"decoded image is {w}x{h} but the annotation says {sw}x{sh}"))
+        turned = " (width and height swapped: see the image's EXIF orientation note and --exif-orientation)"
+        issues.append(_skip(sample, f"decoded image is {w}x{h} but the annotation says {sw}x{sh}"
+                                    + (turned if (sw, sh) == (h, w) else "")))
         return None
     kept = []
     for box, ann_id in zip(sample.boxes, sample.annotation_ids, strict=True):

@@ -14,9 +14,10 @@ Box = tuple[float, float, float, float]
 #: outside ``--classes``) and ``out_of_scope_box`` are not problems with the data: the audit covers a subset
 #: of its classes (a model trained on some of COCO's), so they are never counted as skipped.
 ISSUE_ACTIONS = ("skipped_sample", "skipped_box", "clipped_box", "converted_image", "out_of_scope",
-                 "out_of_scope_box", "mask_to_box")
+                 "out_of_scope_box", "mask_to_box", "exif_orientation")
 #: ``mask_to_box``: an annotation's object mask could not be used (unreadable, wrong size, empty); its box
-#: stands for the object instead.
+#: stands for the object instead. ``exif_orientation``: the image's EXIF orientation is not 1, and whether it
+#: was ignored (boxes in stored pixels, the default) or applied (boxes in the displayed frame); a note, not a skip.
 OUT_OF_SCOPE = "out_of_scope"
 
 
@@ -47,6 +48,9 @@ class Sample:
     image_size: tuple[int, int] | None = None
     #: parallel to ``boxes``: each annotation's object mask, None where it has only its box; () when none has.
     masks: tuple[MaskRef | None, ...] = ()
+    #: "ignore": the stored pixels, boxes in stored-pixel coordinates (COCO's convention); "apply": the image
+    #: turned by its EXIF orientation, boxes, masks and ``image_size`` in the displayed frame
+    exif_orientation: str = "ignore"
 
 
 @dataclass(frozen=True)

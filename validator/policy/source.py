@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from validator.errors import PolicyError
+from validator.limits import compose_bounded, read_text_bounded
 
 
 def suggest(word: object, choices: Iterable[str], *, list_if_at_most: int = 12) -> str:
@@ -53,21 +54,26 @@ def _parent(path: str) -> str:
 
 
 def read_policy_file(path: str | Path) -> tuple[object, Source]:
-    """Parse a YAML policy file safely; return the data and a Source with line numbers per key path."""
+    """Parse a YAML policy file safely; return the data and a Source with line numbers per key path.
+
+    Bounded before anything grows with the input: a file over ``MAX_TEXT_BYTES`` is refused unread, and a
+    document over ``MAX_YAML_NODES`` nodes with its aliases expanded (an alias bomb) is refused after composing
+    (which shares an alias's node, so it costs what the text costs) and before it is indexed or loaded."""
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_text_bounded(path, f"policy {name}", PolicyError)
     except FileNotFoundError:
         raise PolicyError(f"policy {name}: file not found") from None
     except IsADirectoryError:
         raise PolicyError(f"policy {name}: is a directory, not a YAML file") from None
     except UnicodeDecodeError:
         raise PolicyError(f"policy {name}: not a text file (expected UTF-8 YAML)") from None
+    except OSError as exc:
+        raise PolicyError(f"policy {name}: cannot read: {exc.strerror or exc}") from None
     if not text.strip():
         raise PolicyError(f"policy {name}: the file is empty")
     try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root, data = compose_bounded(text, f"policy {name}", PolicyError)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{name}, line {mark.line + 1}" if mark is not None else name
