@@ -332,7 +332,7 @@ def fail_on_option(f):
       help="A second model (path or models:/name@alias) audited on the same samples for change checks.")
 @_opt("--trust-model", is_flag=True, section=INPUTS,
       help="Allow models whose loading runs Python code (Lambda layers). Only for files you trust.")
-@_opt("--exif-orientation", type=click.Choice(["ignore", "apply"]), default="ignore", show_default=True,
+@_opt("--exif-orientation", type=click.Choice(["ignore", "apply"]), default="ignore", show_default=True, metavar="MODE",
       section=INPUTS, help="ignore: boxes are in stored-pixel coordinates (COCO's convention); apply: each image "
       "is turned to its displayed orientation and its boxes and masks are read in that frame. Either way an "
       "orientation other than 1 is recorded per image.")
