@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from validator.report.reading import bound_words, not_shown
+
 MAX_ANNOTATIONS = 10
 ICONS = {"PASS": "✅", "WARN": "⚠️", "FAIL": "❌", "ERROR": "🛑", "SKIPPED": "⏭️", "NOT_JUDGED": "➖", "INCONCLUSIVE": "❔"}
 _ORDER = {"FAIL": 0, "INCONCLUSIVE": 1, "WARN": 2, "PASS": 3, "NOT_JUDGED": 4, "SKIPPED": 5}
@@ -61,11 +63,18 @@ def render_markdown(data: dict) -> str:
                                   f"≤ {fmt(c.get('max'))}" if c.get("max") is not None else "") if part
             ) or "change vs baseline"
             interval = f"{ci_level(c.get('confidence'))} [{fmt(c.get('lo'))}, {fmt(c.get('hi'))}]"
+            end = bound_words(c)[0].replace(" bound", "").replace("the point estimate", "point")
+            caveat = not_shown(c)
+            outcome = f"{c['outcome']} ({caveat.split(' (')[0]})" if caveat else c["outcome"]
             lines.append(
-                f"| {ICONS.get(c['outcome'], '')} {c['outcome']} | `{c['check_id']}` ({c['metric']} {c.get('aggregate', '')}) "
-                f"| {c['slice']} | {fmt(c.get('observed'))} | {interval} | {fmt(c.get('compared'))} | {threshold} | {c.get('n')} |"
+                f"| {ICONS.get(c['outcome'], '')} {outcome} | `{c['check_id']}` ({c['metric']} {c.get('aggregate', '')}) "
+                f"| {c['slice']} | {fmt(c.get('observed'))} | {interval} | {fmt(c.get('compared'))} ({end}) | {threshold} "
+                f"| {c.get('n')} |"
             )
-        lines.append("")
+        lines += ["", "*compared*: the end of the interval the policy names. The pessimistic end (a lower bound "
+                  "against a minimum, an upper bound against a maximum) must clear the threshold for a pass; the "
+                  "lenient end fails only where the whole interval is beyond it, so a pass there may be *not shown "
+                  "to be low (or high)*.", ""]
         problems = [c for c in ordered if c["outcome"] in ("FAIL", "INCONCLUSIVE", "WARN")]
         if problems:
             lines += ["**Why:**", ""] + [f"- {c['message']}" for c in problems[:20]] + [""]
