@@ -335,7 +335,7 @@ def _caption(o: dict) -> str:
         parts.append(f"corner heat {o['corner_heat_max']:.2f}")
     if o.get("caption"):
         parts.append(escape(str(o["caption"])))
-    sample = f"<br><code>{escape(str(o['sample_id']))}</code>" if o.get("sample_id") else ""
+    sample = f"<code>{escape(str(o['sample_id']))}</code>" if o.get("sample_id") else ""
     return f"<div class='cap'>{' · '.join(parts)}</div>{sample}"
 
 

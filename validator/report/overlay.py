@@ -82,7 +82,7 @@ def write_png(path: str | Path, rgb: np.ndarray) -> Path:
     rgb = display_rgb(rgb)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 6])
     if not ok:
         raise OSError(f"could not encode {path}")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -120,9 +120,8 @@ def _heat_cmap(alpha_ramp: bool):
     if alpha_ramp:
         values = np.linspace(0.0, HEAT_MAX, 256)
         colours[:, 3] = MAX_ALPHA * np.clip((values - CLEAR_BELOW) / (OPAQUE_AT - CLEAR_BELOW), 0.0, 1.0)
-    cmap = ListedColormap(colours, name="camgate-heat" + ("-clear" if alpha_ramp else ""))
-    cmap.set_over(colours[-1])
-    return cmap
+    return ListedColormap(colours, name="camgate-heat" + ("-clear" if alpha_ramp else "")).with_extremes(
+        over=colours[-1])
 
 
 def relative_heat(heatmap: np.ndarray) -> np.ndarray:
@@ -191,9 +190,15 @@ def _colour_bar(fig, cax, cmap, label: str) -> None:
 
 def render_panel(image: np.ndarray, heatmap: np.ndarray, boxes=(), *, caption: str | None = None,
                  cam_threshold: float = 0.2) -> np.ndarray:
-    """uint8 RGB figure: the image as it is (annotation boxes green) | the heat over a grey copy (annotation
-    green, hottest region red dashed) | colour bar (heat / uniform, fixed scale); the boxes' legend below and
-    ``caption`` (true and predicted class, confidence, lift) above."""
+    """uint8 RGB figure: the image as it is | the heat over a grey copy of it | colour bar (heat / uniform,
+    fixed scale); annotation boxes green and the hottest region red dashed on both images, the boxes'
+    legend below and ``caption`` (true and predicted class, confidence, lift) above."""
+    return _to_rgb(panel_figure(image, heatmap, boxes, caption=caption, cam_threshold=cam_threshold))
+
+
+def panel_figure(image: np.ndarray, heatmap: np.ndarray, boxes=(), *, caption: str | None = None,
+                 cam_threshold: float = 0.2):
+    """The matplotlib Figure ``render_panel`` draws (not rendered)."""
     from matplotlib.lines import Line2D
 
     image = display_rgb(image)
@@ -230,7 +235,7 @@ def render_panel(image: np.ndarray, heatmap: np.ndarray, boxes=(), *, caption: s
                frameon=False, handlelength=2.2)
     if caption:
         fig.text(0.015, 0.965, caption, fontsize=8, va="top", ha="left")
-    return _to_rgb(fig)
+    return fig
 
 
 def _region_lines(ax, height: int, width: int, corner_fraction: float, border_fraction: float, colour: str):
@@ -246,11 +251,17 @@ def _region_lines(ax, height: int, width: int, corner_fraction: float, border_fr
 
 
 def render_atlas(mean_map: np.ndarray, corner_fraction: float = 0.125, *, object_map: np.ndarray | None = None,
-                 border_fraction: float = 0.1, title: str | None = None, object_label: str | None = None
-                 ) -> np.ndarray:
+                 border_fraction: float = 0.1, title: str | None = None) -> np.ndarray:
     """uint8 RGB figure of a heat atlas (a mean unit-sum map on the grid) on the fixed heat / uniform scale,
     with thin outlines of the corner regions and the border band (dashed); beside it, when given,
     ``object_map``: per cell, the mean share covered by the annotated objects (where the objects lie)."""
+    return _to_rgb(atlas_figure(mean_map, corner_fraction, object_map=object_map, border_fraction=border_fraction,
+                                title=title))
+
+
+def atlas_figure(mean_map: np.ndarray, corner_fraction: float = 0.125, *, object_map: np.ndarray | None = None,
+                 border_fraction: float = 0.1, title: str | None = None):
+    """The matplotlib Figure ``render_atlas`` draws (not rendered)."""
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
@@ -277,7 +288,7 @@ def render_atlas(mean_map: np.ndarray, corner_fraction: float = 0.125, *, object
         _bare(oax)
         _region_lines(oax, height, width, corner_fraction, border_fraction, "#57606a")
         bar = fig.colorbar(ScalarMappable(norm=Normalize(0.0, 1.0), cmap=greens), cax=ocax)
-        bar.set_label(object_label or "share of images with an object box here", fontsize=7)
+        bar.set_label("share of images with an object box here", fontsize=7)
         bar.ax.tick_params(labelsize=7)
     handles = [Line2D([], [], color="#57606a", linewidth=0.7, label=f"corner regions ({corner_fraction:.1%} of each side)"),
                Line2D([], [], color="#57606a", linewidth=0.7, linestyle=(0, (3, 2)),
@@ -286,4 +297,4 @@ def render_atlas(mean_map: np.ndarray, corner_fraction: float = 0.125, *, object
                fontsize=7, frameon=False)
     if title:
         fig.text(0.02, 0.97, title, fontsize=8, va="top", ha="left")
-    return _to_rgb(fig)
+    return fig
