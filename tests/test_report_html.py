@@ -413,3 +413,32 @@ def test_atlas_regions_are_findings_only_when_hot(report):
     assert "bottom-right corner holds 42% of the heat on 1.6% of the frame" in cards[0].text()
     assert [f.attrs["data-kind"] for f in cards[0].find_all("figure")] == ["atlas"]
     assert parse(html).find("div", id="atlas") is not None  # the uniform one is still shown, lower down
+
+
+def test_an_inconclusive_verdict_shows_why_nothing_was_judged(report):
+    data, out, _ = report
+    judged_nothing = [_check("data.min_samples", "PASS", metric="n_samples", aggregate="count", bound="point",
+                             observed=12.0, lo=12.0, hi=12.0, min_=10.0),
+                      _check("object-heat", "NOT_JUDGED", min_=0.15, n=0,
+                             message="object-heat: the data has no object boxes, and relative_lift needs them: "
+                                     "not judged")]
+    html = render_html({**data, "status": "INCONCLUSIVE", "exit_code": 4, "finding": None,
+                        "checks": judged_nothing}, out)
+    dom = parse(html)
+    (card,) = _cards(dom)
+    assert card.attrs["data-outcome"] == "NOT_JUDGED" and dom.find("section", id="not_judged") is not None
+    assert card.find("p", class_="sentence").text().startswith("The data has no object boxes")
+    rows = dom.find("details", id="passed").find_all("tr", data_outcome="PASS")
+    assert [r.find("code").text() for r in rows] == ["data.min_samples"]
+
+
+def test_an_error_verdict_renders_its_error_without_checks_or_pictures(tmp_path):
+    data = {"status": "ERROR", "exit_code": 3, "model": "m.keras", "data": "d.json",
+            "error": "could not read the model", "outputs": {"verdict": str(tmp_path / "verdict.json"),
+                                                             "log": str(tmp_path / "error.log")},
+            "versions": {"camgate": "1"}}
+    dom = parse(render_html(data, tmp_path))
+    assert "could not read the model" in dom.find("div", id="error").text()
+    assert "camgate verdict: ERROR" in dom.find("div", id="verdict").text()
+    assert not _cards(dom) and not dom.find_all("img")
+    assert [a.attrs["href"] for a in dom.find("div", id="meta").find_all("a")] == ["verdict.json", "error.log"]
