@@ -254,7 +254,7 @@ def test_the_verdict_header_names_version_policy_files_and_mlflow(report):
     data, out, html = report
     meta = parse(html).find("div", id="meta").text()
     assert "camgate 9.9.9" in meta and "policy default v3" in meta and "UTC" in meta
-    assert "MLflow: not recorded" in meta
+    assert "MLflow: no run when this page was written" in meta
     links = [a.attrs["href"] for a in parse(html).find("div", id="meta").find_all("a")]
     assert links == ["verdict.json", "samples.csv", "junit.xml", "summary.md"]
     banner = parse(html).find("div", id="verdict").text()

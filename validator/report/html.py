@@ -169,9 +169,11 @@ def _mlflow(tracking: dict) -> str:
         page = f"http://127.0.0.1:5000/#/experiments/{tracking.get('experiment_id')}/runs/{run}"
         return (f"MLflow run <code>{escape(str(run))}</code>: <code>mlflow ui --backend-store-uri "
                 f"{escape(str(uri))}</code>, then {escape(page)}")
+    # the reports are written before the MLflow record, then this page again once the run exists: a copy
+    # without a run (the one logged to the run itself, or --no-mlflow) says no more than it knew
     if uri:
-        return f"MLflow: not recorded ({escape(str(uri))})"
-    return "MLflow: not recorded"
+        return f"MLflow: no run when this page was written ({escape(str(uri))})"
+    return "MLflow: no run when this page was written"
 
 
 def _counts(checks: list[dict], data: dict) -> str:
