@@ -395,3 +395,18 @@ def test_a_small_class_is_never_judged_more_severely_than_its_check(severity, on
     assert policy.checks[0].on_missing == outcome.lower()
     fox = [r for r in run(policy, SLICED)[0] if r.slice == "class=fox"]
     assert [(r.outcome, r.severity) for r in fox] == [(outcome, severity)]
+
+
+def test_a_pass_on_the_lenient_end_with_the_estimate_beyond_the_threshold_says_not_shown():
+    """bound: upper against a min passes unless the class is shown to be low; a pass whose point estimate is
+    below the min says so, rather than reading as a clean pass (issue 23)."""
+    table = make_table(["a"] * 20, lift=[0.0, 0.3] * 10)  # mean 0.15, interval reaching above 0.2
+    low = only(make_policy({"metric": "lift", "bound": "upper", "min": 0.2}), table)
+    assert low.outcome == "PASS" and low.observed < 0.2 <= low.compared
+    assert "; not shown to be low (the interval reaches the threshold): mean 0.15 < min 0.2" in low.message
+    high = only(make_policy({"metric": "lift", "bound": "lower", "max": 0.1}), table)
+    assert high.outcome == "PASS" and "not shown to be high (the interval reaches the threshold)" in high.message
+    clean = only(make_policy({"metric": "lift", "bound": "upper", "min": 0.1}), table)
+    assert clean.outcome == "PASS" and "not shown" not in clean.message
+    point = only(make_policy({"metric": "lift", "bound": "point", "min": 0.1}), table)
+    assert "not shown" not in point.message

@@ -186,7 +186,7 @@ def _options(options: dict) -> AuditOptions:
 
 
 def _finish(verdict: Verdict, opts: AuditOptions, timer: _Timer) -> None:
-    from validator.report.files import publish_to_github
+    from validator.report.files import publish_to_github, refresh_html
 
     since = time.perf_counter()
     _write_all(verdict)
@@ -196,6 +196,8 @@ def _finish(verdict: Verdict, opts: AuditOptions, timer: _Timer) -> None:
             from validator.tracking import log_verdict
 
             log_verdict(verdict, opts.tracking)
+            with contextlib.suppress(OSError):  # the local report links the run it was recorded in
+                refresh_html(verdict)
         except CamgateError as exc:
             verdict.set_error(str(exc), exc.exit_code)
             _write_all(verdict)  # the local record must say why the gate errored

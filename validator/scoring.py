@@ -30,6 +30,7 @@ class SetRun:
     probes: dict | None = None  # what the probes ran on and cost (validator.probes.runner)
     discovery: dict | None = None  # atlas region shares and SpRAy clusters per class
     cluster_maps: dict | None = None  # (class, cluster) -> mean map of each cluster flagged off the object
+    object_maps: dict | None = None  # atlas key -> mean object-box coverage on the grid (drawn beside the atlas)
     partial: dict | None = None  # a shard's state for the set-level steps (validator.shard), else None
 
 
@@ -154,7 +155,7 @@ def explain_set(loaded, samples, class_names, settings: dict, *, regions=None, p
     atlas, discovery, table["spray_cluster"] = collector.finish()
     timer.add("discovery", since)
     return SetRun(table, n_rows, settings_out, issues, atlas, explainer, probe_summary, discovery,
-                  collector.flagged_maps)
+                  collector.flagged_maps, object_maps=collector.object_maps)
 
 
 def _host_scores(maps, batch, regions) -> dict:

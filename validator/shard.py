@@ -262,7 +262,7 @@ def merge_runs(partials: list[Partial], name: str = "main"):
             n_rows, np.concatenate(rows) if rows else np.zeros(0, np.int64), result, error, summary)
     atlas, discovery, table["spray_cluster"] = collector.finish()
     return SetRun(table, n_rows, packs[0][0]["settings"], issues, atlas, None, probes, discovery,
-                  collector.flagged_maps)
+                  collector.flagged_maps, object_maps=collector.object_maps)
 
 
 def _short(value) -> str:

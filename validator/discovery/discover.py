@@ -22,6 +22,9 @@ class DiscoveryCollector:
         self._names: list[object] = []
         self._ids: list[object] = []
         self.flagged_maps: dict[tuple[str, int], np.ndarray] = {}  # (class, cluster) -> mean map, for the report
+        # atlas key -> per grid cell, the mean share covered by the object boxes over the labelled maps with a
+        # box: where the objects lie, drawn beside the atlas (display only; no check reads it)
+        self.object_maps: dict[str, np.ndarray] = {}
 
     def add(self, maps: np.ndarray, boxes, names, sample_ids, labelled: np.ndarray, object_masks=None) -> None:
         """Add one batch of maps; ``object_masks`` (per sample an [H, W] bool mask or None) replace the boxes."""
@@ -84,6 +87,7 @@ class DiscoveryCollector:
         cluster_column = np.full(len(small), -1, dtype=int)
         masks = np.concatenate(self._masks)
         names = np.asarray(self._names, dtype=object)
+        self.object_maps = _object_maps(masks, names, np.concatenate(self._labelled), set(atlas))
         ids = np.asarray(self._ids, dtype=object)
         for name in sorted({n for n in self._names if n is not None}, key=str):
             rows = np.flatnonzero((names == name).astype(bool) & np.isfinite(small).all(axis=(1, 2)))
@@ -104,6 +108,19 @@ class DiscoveryCollector:
         self._masks.clear()
         self._labelled.clear()
         return atlas, summary, cluster_column
+
+
+def _object_maps(masks: np.ndarray, names: np.ndarray, labelled: np.ndarray, keys) -> dict[str, np.ndarray]:
+    """{atlas key: mean box coverage [g, g] over its labelled rows that have a box} (keys without one: left out)."""
+    from validator.discovery.atlas import OVERALL
+
+    with_box = labelled & (masks.reshape(len(masks), -1).sum(axis=1) > 0)
+    out = {}
+    for key in keys:
+        rows = with_box if key == OVERALL else with_box & (names.astype(str) == str(key)) & np.not_equal(names, None)
+        if rows.any():
+            out[key] = masks[rows].astype(np.float64).mean(axis=0)
+    return out
 
 
 def _small_masks(boxes, height: int, width: int, grid: int, object_masks=None) -> np.ndarray:

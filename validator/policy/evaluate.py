@@ -271,7 +271,23 @@ def _judge(check: Check, info: MetricInfo, policy: Policy, new: Estimate, base: 
     sentences = "".join(f"; {r}" for v in relevant if v.sentence for r in v.reasons)
     lead = (check.description or check.id) if outcome in (FAIL, WARN) else check.id
     message = f"{lead}: {what} = {fmt(compared)}{' ' if comparisons else ''}{comparisons}{sentences} {context}"
+    if outcome == PASS:
+        message += _not_shown(check, new.value)
     return _result(check, slice_label, new, compared, baseline_value, outcome, message, base)
+
+
+def _not_shown(check: Check, value: float) -> str:
+    """A pass on the lenient end of the interval while the point estimate is beyond the threshold says so:
+    the check did not show the value to be low (or high); it did not show it to be fine either."""
+    if check.bound == "point" or not math.isfinite(value):
+        return ""
+    if check.min is not None and value < check.min:
+        return (f"; not shown to be low (the interval reaches the threshold): {check.aggregate} {fmt(value)} "
+                f"< min {fmt(check.min)}")
+    if check.max is not None and value > check.max:
+        return (f"; not shown to be high (the interval reaches the threshold): {check.aggregate} {fmt(value)} "
+                f"> max {fmt(check.max)}")
+    return ""
 
 
 def _judge_range(check: Check, compared: float, failed: str) -> _Verdict | None:

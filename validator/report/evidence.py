@@ -46,14 +46,55 @@ def sanity_stages(data: dict) -> list[dict]:
 
 
 def flagged_clusters(data: dict) -> list[dict]:
-    """SpRAy clusters whose heat sits off the objects (or off the centre without boxes), largest first."""
+    """SpRAy clusters whose heat sits off the objects (or off the centre without boxes), largest first.
+
+    Only where SpRAy split the class (k >= 2): a single cluster holding every map is the class itself, not a
+    subgroup, and is no finding of its own (the class's atlas and checks say where its heat lies)."""
     flagged = []
     for class_name, entry in ((data.get("discovery") or {}).get("clusters") or {}).items():
+        if int(entry.get("k") or 0) < 2:
+            continue
         for index, cluster in enumerate(entry.get("clusters") or []):
             if cluster.get("off_object"):
                 flagged.append({"class_name": class_name, "k": entry.get("k"), "n_class": entry.get("n"),
                                 "cluster": index, **cluster, "reason": _reason(cluster)})
     return sorted(flagged, key=lambda c: -(c.get("size") or 0))
+
+
+def unsplit_classes(data: dict) -> list[dict]:
+    """Classes SpRAy did not split (one cluster holds every map), with what their maps do as a whole."""
+    out = []
+    for class_name, entry in ((data.get("discovery") or {}).get("clusters") or {}).items():
+        clusters = entry.get("clusters") or []
+        if int(entry.get("k") or 0) == 1 and clusters:
+            out.append({"class_name": class_name, "n": entry.get("n"), "object_lift": clusters[0].get("object_lift"),
+                        "off_object": bool(clusters[0].get("off_object"))})
+    return out
+
+
+# A region of an atlas is shown as a finding when it holds at least this many times the heat a uniform map
+# gives it (display only: no check reads the atlas). The centre is left out: heat there is what a model
+# reading centred objects gives.
+ATLAS_FINDING_LIFT = 2.0
+REGION_WORDS = {"corner_tl": "top-left corner", "corner_tr": "top-right corner", "corner_bl": "bottom-left corner",
+                "corner_br": "bottom-right corner", "border": "border band", "centre": "centre"}
+
+
+def atlas_findings(data: dict) -> list[dict]:
+    """Per atlas key (overall first), the regions whose heat share is >= ATLAS_FINDING_LIFT x their area share,
+    hottest first; keys without such a region are left out."""
+    out = []
+    for row in atlas_rows(data):
+        hot = []
+        for region, words in REGION_WORDS.items():
+            share, area = row.get(region), row.get(f"area_{region}")
+            if region == "centre" or share is None or not area:
+                continue
+            if share / area >= ATLAS_FINDING_LIFT:
+                hot.append({"region": region, "words": words, "share": share, "area": area, "lift": share / area})
+        if hot:
+            out.append({"key": row["key"], "n": row.get("n"), "regions": sorted(hot, key=lambda h: -h["lift"])})
+    return out
 
 
 def atlas_rows(data: dict) -> list[dict]:
@@ -67,7 +108,9 @@ def _reason(cluster: dict) -> str:
     shares, lifts = cluster.get("shares") or {}, cluster.get("lifts") or {}
     hottest = max((k for k in lifts if k != "centre" and lifts.get(k) is not None), key=lambda k: lifts[k],
                   default=None)
-    where = f"; hottest region {hottest} (lift {lifts[hottest]:.1f})" if hottest else ""
+    # a region is called hot only when it holds more heat than a uniform map gives it (lift > 1)
+    where = f"; hottest region {REGION_WORDS.get(hottest, hottest)} ({lifts[hottest]:.1f}x a uniform map)" \
+        if hottest and lifts[hottest] > 1.0 else "; neither a corner nor the border band is hotter than a uniform map"
     if cluster.get("rule") == "boxes" and cluster.get("off_object_share") is not None:
         typical = cluster.get("typical_off_object_share")
         against = f" against {typical:.2f} for the rest of the class" if typical is not None else ""

@@ -132,6 +132,14 @@ def write_reports(verdict) -> dict:
     return verdict.outputs
 
 
+def refresh_html(verdict) -> None:
+    """Rewrite report.html alone, after the MLflow record: its header then names the run (or the command that
+    opens it). The copy logged to the run is the one written before; the other files are unchanged."""
+    html = (verdict.outputs or {}).get("html")
+    if html:
+        write_text_atomic(Path(html), render_html(verdict.to_dict(), Path(verdict.out_dir)))
+
+
 def write_samples_csv(table: dict, path: Path) -> None:
     columns = list(table)
     n = len(table[columns[0]]) if columns else 0

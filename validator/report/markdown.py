@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from validator.report.escape import gh_data, gh_property, md_code, md_text
+from validator.report.reading import bound_words, not_shown
 
 MAX_ANNOTATIONS = 10
 ICONS = {"PASS": "✅", "WARN": "⚠️", "FAIL": "❌", "ERROR": "🛑", "SKIPPED": "⏭️", "NOT_JUDGED": "➖", "INCONCLUSIVE": "❔"}
@@ -67,13 +68,19 @@ def render_markdown(data: dict) -> str:
                                   f"≤ {fmt(c.get('max'))}" if c.get("max") is not None else "") if part
             ) or "change vs baseline"
             interval = f"{ci_level(c.get('confidence'))} [{fmt(c.get('lo'))}, {fmt(c.get('hi'))}]"
+            end = bound_words(c)[0].replace(" bound", "").replace("the point estimate", "point")
+            caveat = not_shown(c)
+            outcome = f"{c['outcome']} ({caveat.split(' (')[0]})" if caveat else c["outcome"]
             lines.append(
-                f"| {ICONS.get(c['outcome'], '')} {c['outcome']} | {md_code(c['check_id'])} "
+                f"| {ICONS.get(c['outcome'], '')} {outcome} | {md_code(c['check_id'])} "
                 f"({md_text(c['metric'])} {md_text(c.get('aggregate', ''))}) "
-                f"| {md_text(c['slice'])} | {fmt(c.get('observed'))} | {interval} | {fmt(c.get('compared'))} "
+                f"| {md_text(c['slice'])} | {fmt(c.get('observed'))} | {interval} | {fmt(c.get('compared'))} ({end}) "
                 f"| {threshold} | {c.get('n')} |"
             )
-        lines.append("")
+        lines += ["", "*compared*: the end of the interval the policy names. The pessimistic end (a lower bound "
+                  "against a minimum, an upper bound against a maximum) must clear the threshold for a pass; the "
+                  "lenient end fails only where the whole interval is beyond it, so a pass there may be *not shown "
+                  "to be low (or high)*.", ""]
         problems = [c for c in ordered if c["outcome"] in ("FAIL", "INCONCLUSIVE", "WARN")]
         if problems:
             lines += ["**Why:**", ""] + [f"- {md_text(c['message'])}" for c in problems[:20]] + [""]
