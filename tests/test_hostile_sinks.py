@@ -34,7 +34,7 @@ from validator.report.escape import (
 ROOT = Path(__file__).resolve().parents[1]
 LONG = "L" * 600
 HOSTILE = ("a\n::warning::pwned", "x|y", "`code`", "<script>alert(1)</script>", "%0A", "]]>", LONG,
-           "b\r\n::error file=x::owned", "c,d:e", "\x1b[31mred")
+           "b\r\n::error file=x::owned", "c,d:e $x", "\x1b[31mred")  # $: matplotlib mathtext
 POLICY = """name: hostile
 version: 1
 sample: {min_samples: 10, min_per_class: 5, max_samples: 100}

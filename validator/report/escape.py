@@ -119,6 +119,12 @@ def terminal(value) -> str:
     return _TERMINAL_BAD.sub(lambda m: _escaped_control(m.group()), text(value))
 
 
+def plot_text(value) -> str:
+    """Text drawn by matplotlib: control characters shown as escapes (matplotlib would warn with them raw, on
+    stderr), and ``$`` escaped so that a class name never starts mathtext (an odd ``$`` is a parse error)."""
+    return terminal(value).replace("$", r"\$")
+
+
 # ----------------------------------------------------------------------------------------------- MLflow
 
 

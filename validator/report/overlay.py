@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from validator.metrics import largest_component_box
+from validator.report.escape import plot_text
 
 GREEN = (0, 200, 0)  # annotation
 RED = (230, 0, 0)  # box of the largest component above 20% of the max (Zhou et al.)
@@ -234,7 +235,7 @@ def panel_figure(image: np.ndarray, heatmap: np.ndarray, boxes=(), *, caption: s
     fig.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.01, 0.0), ncol=1, fontsize=7,
                frameon=False, handlelength=2.2)
     if caption:
-        fig.text(0.015, 0.965, caption, fontsize=8, va="top", ha="left")
+        fig.text(0.015, 0.965, plot_text(caption), fontsize=8, va="top", ha="left")
     return fig
 
 
@@ -296,5 +297,5 @@ def atlas_figure(mean_map: np.ndarray, corner_fraction: float = 0.125, *, object
     fig.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.01, 0.0), ncol=2 if panels == 2 else 1,
                fontsize=7, frameon=False)
     if title:
-        fig.text(0.02, 0.97, title, fontsize=8, va="top", ha="left")
+        fig.text(0.02, 0.97, plot_text(title), fontsize=8, va="top", ha="left")
     return fig
