@@ -107,9 +107,10 @@ def jobs_for(seed: int, families) -> list[Job]:
     return jobs
 
 
-def partial_jobs(seed: int, strengths, cues=SHAPES_CUES, family="shapes", **train) -> list[Job]:
-    return [Job(family, f"{cue} partial {s}", "report", {"kind": cue, "cue_strength": s, **train},
-                (f"shapes/{cue}",), seed)
+def partial_jobs(seed: int, strengths, cues=SHAPES_CUES, group="shapes", data="shapes", **train) -> list[Job]:
+    prefix = "" if data == "shapes" else f"{data} "
+    return [Job(group, f"{prefix}{cue} partial {s}", "report", {"kind": cue, "cue_strength": s, **train},
+                (f"{data}/{cue}",), seed)
             for s in strengths for cue in cues]
 
 
@@ -130,6 +131,9 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[100, 101, 102])
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
     parser.add_argument("--partial", type=float, nargs="*", default=[0.8], help="partial cue strengths (shapes)")
+    parser.add_argument("--partial-digits", type=float, nargs="*", default=[0.9, 0.97],
+                        help="partial swatch strengths (digits10): the digit is learned well, so the swatch "
+                             "carries a share of the accuracy only when it agrees with the label almost always")
     parser.add_argument("--policy", default=None, help="policy to evaluate (default: the shipped default)")
     parser.add_argument("--workdir", default=".camgate-cache/calibration")
     parser.add_argument("--out", default="docs/calibration.md")
@@ -149,6 +153,10 @@ def main() -> int:
         # part of the accuracy (test acc - cf acc). With the clean recipe's 10 epochs the shape, a perfect
         # predictor, is learned fully and a 0.7 cue carries nothing (reliance 0.00-0.02, measured).
         jobs += partial_jobs(args.seeds[0], args.partial, MARK_CUES, "marks")
+    if "digits10" in args.families:
+        # Decoy MNIST made partial: the swatch agrees with the label in a share of the images, the digit always
+        jobs += partial_jobs(args.seeds[0], args.partial_digits, ("corner_mark",), "digits10", "digits10",
+                             family="digits", n_classes=10)
     rows = []
     started = time.perf_counter()
     for job in jobs:
