@@ -8,7 +8,7 @@ unique, and no annotation disappears without a recorded issue) or raises the pro
 CamgateError naming the file). Any other exception, a crash or a hang fails the test.
 
 Deterministic and bounded for CI: derandomize=True (the same examples on every run), no example database,
-a fixed max_examples per test; the whole file runs in about 20 s on one core (see README, Development).
+a fixed max_examples per test; the whole file runs in about 17 s (9.7 s of CPU) on a loaded 2-core machine.
 """
 
 from __future__ import annotations
@@ -41,7 +41,11 @@ FUZZ = settings(
     deadline=5000,  # ms per example: generous for a loaded CI machine; a hang is caught by the timeout
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
 )
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [
+    pytest.mark.timeout(300),
+    # pydicom and Pillow warn about the very values under test (invalid VRs, corrupt EXIF)
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+]
 
 
 def fuzz(examples: int) -> settings:
@@ -260,7 +264,7 @@ def resolved(path: Path) -> str | None:
         return None
 
 
-@fuzz(250)
+@fuzz(400)
 @given(doc=coco_docs(), raw=sometimes(st.none(), st.binary(max_size=40), 30),
        use_dir=st.booleans(), classes=st.sampled_from([None, None, ["cat", "dog"], ["dog", "ß", "bird"]]))
 def test_fuzz_coco(workspace, doc, raw, use_dir, classes):
@@ -351,7 +355,7 @@ def voc_files(draw):
     return files
 
 
-@fuzz(150)
+@fuzz(300)
 @given(files=voc_files(), classes=st.sampled_from([None, None, ["cat", "dog"]]))
 def test_fuzz_voc(workspace, files, classes):
     root = workspace / "voc"
@@ -428,7 +432,7 @@ def csv_files(draw):
     return text
 
 
-@fuzz(200)
+@fuzz(400)
 @given(text=csv_files(), classes=st.sampled_from([None, None, ["cat", "dog"]]), use_dir=st.booleans())
 def test_fuzz_csv(workspace, text, classes, use_dir):
     path = workspace / "set.csv"
@@ -493,7 +497,7 @@ def image_bytes(draw, encoded: list[bytes]):
     return bytes(data) + draw(st.binary(max_size=30))  # trailing bytes
 
 
-@fuzz(300)
+@fuzz(400)
 @given(data=st.data(), channels=st.sampled_from([1, 3, 4]), suffix=st.sampled_from([".png", ".jpg", ".dcm", ""]))
 def test_fuzz_image_headers(workspace, encoded_images, data, channels, suffix):
     raw = data.draw(image_bytes(encoded_images))
@@ -559,7 +563,7 @@ def dicom_bytes(draw):
     return b"\x00" * 128 + b"DICM" + group_length + meta + body
 
 
-@fuzz(120)
+@fuzz(250)
 @given(raw=dicom_bytes(), channels=st.sampled_from([1, 3]))
 def test_fuzz_dicom_headers(workspace, raw, channels):
     path = workspace / "fuzz.dcm"
@@ -573,7 +577,7 @@ def test_fuzz_dicom_headers(workspace, raw, channels):
     assert image.ndim == 3 and image.shape[2] == channels and np.isfinite(image).all()
 
 
-@fuzz(300)
+@fuzz(400)
 @given(data=st.data(), width=st.integers(1, 30), height=st.integers(1, 20))
 def test_fuzz_coco_segmentation(data, width, height):
     segmentation = data.draw(segmentations(width, height))
@@ -597,7 +601,7 @@ def test_fuzz_coco_segmentation(data, width, height):
         np.testing.assert_array_equal(mask, expected.reshape(width, height).T)
 
 
-@fuzz(150)
+@fuzz(200)
 @given(data=st.data(), value=st.sampled_from([None, 1, 2, 255]), width=st.integers(1, 12),
        height=st.integers(1, 12))
 def test_fuzz_png_masks(workspace, encoded_images, data, value, width, height):

@@ -315,3 +315,40 @@ def test_compressed_rle_counts_are_decoded_as_pycocotools_does():
         if mask.any():
             seg = {"size": [int(h), int(w)], "counts": rle["counts"].decode()}
             np.testing.assert_array_equal(decode_mask(MaskRef("coco", json.dumps(seg)), int(w), int(h)), mask)
+
+
+# ---------------------------------------------------------------- DICOM header values
+
+
+@pytest.mark.parametrize("tags, reason", [
+    ({(0x0028, 0x1053): ("DS", b"nan")}, "DICOM RescaleSlope is not a finite number"),  # NaN pixels, silently
+    ({(0x0028, 0x1053): ("DS", b"abc")}, "DICOM RescaleSlope is not a number"),  # ValueError
+    ({(0x0028, 0x0008): ("IS", b"abc")}, "DICOM NumberOfFrames is not a number"),  # ValueError
+    ({(0x0028, 0x0008): ("IS", b"nan")}, "DICOM NumberOfFrames is not a"),  # ValueError
+    ({(0x0028, 0x1050): ("DS", b"inf"), (0x0028, 0x1051): ("DS", b"40")}, "DICOM WindowCenter is not a finite"),
+])
+def test_dicom_header_values_that_are_not_numbers_refuse_the_file(tmp_path, tags, reason):
+    import struct
+
+    from test_fuzz_readers import dicom_element
+
+    from validator.data.images import ImageReadError, read_image
+
+    us = lambda v: struct.pack("<H", v)  # noqa: E731
+    elements = {(0x0028, 0x0002): ("US", us(1)), (0x0028, 0x0004): ("CS", b"MONOCHROME2"),
+                (0x0028, 0x0010): ("US", us(2)), (0x0028, 0x0011): ("US", us(3)), (0x0028, 0x0100): ("US", us(8)),
+                (0x0028, 0x0101): ("US", us(8)), (0x0028, 0x0102): ("US", us(7)), (0x0028, 0x0103): ("US", us(0)),
+                (0x7FE0, 0x0010): ("OB", bytes(range(6))), **tags}
+    meta = dicom_element(0x0002, 0x0010, "UI", b"1.2.840.10008.1.2.1")
+    body = b"".join(dicom_element(g, e, vr, v) for (g, e), (vr, v) in sorted(elements.items()))
+    path = tmp_path / "x.dcm"
+    path.write_bytes(b"\x00" * 128 + b"DICM" + dicom_element(0x0002, 0x0000, "UL", struct.pack("<I", len(meta)))
+                     + meta + body)
+    with pytest.raises(ImageReadError, match=reason):
+        read_image(path, 1)
+    del elements[next(iter(tags))]  # the same file without the odd tag reads
+    body = b"".join(dicom_element(g, e, vr, v) for (g, e), (vr, v) in sorted(elements.items()))
+    path.write_bytes(b"\x00" * 128 + b"DICM" + dicom_element(0x0002, 0x0000, "UL", struct.pack("<I", len(meta)))
+                     + meta + body)
+    image, _ = read_image(path, 1)
+    assert image.shape == (2, 3, 1) and np.isfinite(image).all()
