@@ -45,6 +45,8 @@ class RawImage:
     #: where the image is listed in ``annotation_file`` ("images[3] (id 7, file_name 'a.png')", "row 4"),
     #: for messages that must name both entries of an identity clash; "" when the file is the entry (VOC)
     origin: str = ""
+    #: the resolved path (file_identity), set once by build_dataset and used as the samples' image_path
+    resolved: str = field(default="", repr=False)
 
 
 @dataclass
@@ -152,11 +154,12 @@ def _check_one_entry_per_file(images: list[RawImage]) -> None:
     (each scored with only some of the objects as its region), or count the image twice."""
     seen: dict[str, RawImage] = {}
     for image in images:
-        first = seen.setdefault(file_identity(image.path), image)
+        image.resolved = file_identity(image.path)
+        first = seen.setdefault(image.resolved, image)
         if first is not image:
             raise DataError(
-                f"{_both(first, image)} name the same image file {file_identity(image.path)}: an image must be "
-                "listed once (merge the two entries' annotations into one)"
+                f"{_both(first, image)} name the same image file {image.resolved}: an image must be listed once "
+                "(merge the two entries' annotations into one)"
             )
 
 
@@ -275,7 +278,7 @@ def _sample(image: RawImage, class_id, class_name, boxes, ann_ids, masks=None) -
     boxes, ann_ids, masks = [p[0] for p in triples], [p[1] for p in triples], [p[2] for p in triples]
     return Sample(
         sample_id=sample_id,
-        image_path=str(image.path.resolve()),
+        image_path=image.resolved or str(image.path.resolve()),
         class_id=class_id,
         class_name=class_name,
         boxes=tuple(boxes),
