@@ -157,7 +157,9 @@ def test_images_of_classes_outside_the_list_are_out_of_scope_not_skipped(tmp_pat
     for image in doc["images"]:
         image["file_name"] = str(small_set.coco_path.parent / image["file_name"])
     doc["categories"].append({"id": 99, "name": "horse"})  # in the file, not among the model's classes
-    doc["images"].append({**doc["images"][0], "id": 9999})
+    horse = tmp_path / "horse.png"  # an image of its own: one file under two ids is an identity clash (exit 2)
+    horse.write_bytes(Path(doc["images"][0]["file_name"]).read_bytes())
+    doc["images"].append({**doc["images"][0], "id": 9999, "file_name": str(horse)})
     doc["annotations"].append({"id": 9999, "image_id": 9999, "category_id": 99, "bbox": [1, 1, 10, 10]})
     path = tmp_path / "subset.json"
     path.write_text(json.dumps(doc))

@@ -2,10 +2,16 @@
 
 Every reader (COCO, VOC, CSV) only parses its format into ``RawImage``s; the rules that decide what is
 kept and what is recorded as a DataIssue live here, once.
+
+Identity rules shared by the readers (each reader adds its own, e.g. unique COCO ids): an image file is
+listed once (two entries naming one file, however spelt, are a DataError naming both: their annotations
+would be split over two samples of one image), and sample ids are unique (a file name ending in
+``#<class>`` could otherwise read as another image's sample).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +42,11 @@ class RawImage:
     size: tuple[int, int] | None = None  # (width, height) when the annotation states it
     boxes: list[RawBox] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)  # image-level labels without a box (CSV)
+    #: where the image is listed in ``annotation_file`` ("images[3] (id 7, file_name 'a.png')", "row 4"),
+    #: for messages that must name both entries of an identity clash; "" when the file is the entry (VOC)
+    origin: str = ""
+    #: the resolved path (file_identity), set once by build_dataset and used as the samples' image_path
+    resolved: str = field(default="", repr=False)
 
 
 @dataclass
@@ -57,24 +68,36 @@ def build_dataset(
     source: str,
     labels_are_indices: bool = False,
 ) -> Dataset:
-    """Samples from raw images; rejected boxes/samples are appended to ``issues``. Empty -> DataError."""
+    """Samples from raw images; rejected boxes/samples are appended to ``issues``. Empty -> DataError.
+
+    Two entries naming one image file, or two samples with one id, are a DataError naming both."""
+    _check_one_entry_per_file(images)
     samples: list[Sample] = []
+    owners: dict[str, RawImage] = {}  # sample id -> the image that gave it
     n_images = n_no_box = 0
     for image in images:
         image_samples = _image_samples(image, class_map, issues)
         if not image_samples:
             continue
-        if not image.path.is_file():
+        missing = file_problem(image.path)
+        if missing:
             for sample in image_samples:
                 issues.append(
                     DataIssue(
                         file=str(image.path),
                         annotation=",".join(sample.annotation_ids) or None,
-                        reason=f"image file not found: {image.path}",
+                        reason=missing,
                         action="skipped_sample",
                     )
                 )
             continue
+        for sample in image_samples:
+            other = owners.setdefault(sample.sample_id, image)
+            if other is not image:
+                raise DataError(
+                    f"{_both(other, image)} give the same sample id '{sample.sample_id}' (a name ending in "
+                    "'#<class>' reads as another image's sample): rename one of the images"
+                )
         samples.extend(image_samples)
         n_images += 1
         n_no_box += int(not image_samples[0].boxes)
@@ -90,6 +113,54 @@ def build_dataset(
         n_no_box=n_no_box,
         labels_are_indices=labels_are_indices,
     )
+
+
+def file_problem(path: Path) -> str | None:
+    """Why ``path`` is not a readable image file, or None. Never raises: a name too long for the file system
+    or holding a NUL byte is a file that cannot be found, like any other."""
+    try:
+        if path.is_file():
+            return None
+    except (OSError, ValueError) as exc:
+        return f"image file not found: {path} ({getattr(exc, 'strerror', None) or exc})"
+    return f"image file not found: {path}"
+
+
+def is_file(path: Path) -> bool:
+    return file_problem(path) is None
+
+
+def file_identity(path: Path) -> str:
+    """The absolute, normalised path that two spellings of one file share (symlinks followed where they can be)."""
+    try:
+        return str(path.resolve())
+    except (OSError, ValueError, RuntimeError):  # NUL byte, symlink loop: the spelling, normalised
+        return os.path.normpath(os.path.abspath(path))
+
+
+def _where(image: RawImage) -> str:
+    return f"{image.annotation_file} {image.origin}".strip()
+
+
+def _both(first: RawImage, second: RawImage) -> str:
+    """Both entries of a clash, the shared annotation file named once."""
+    if first.annotation_file == second.annotation_file and first.origin and second.origin:
+        return f"{first.annotation_file}: {first.origin} and {second.origin}"
+    return f"{_where(first)} and {_where(second)}"
+
+
+def _check_one_entry_per_file(images: list[RawImage]) -> None:
+    """An image file is listed once: two entries for one file would split its annotations over two samples
+    (each scored with only some of the objects as its region), or count the image twice."""
+    seen: dict[str, RawImage] = {}
+    for image in images:
+        image.resolved = file_identity(image.path)
+        first = seen.setdefault(image.resolved, image)
+        if first is not image:
+            raise DataError(
+                f"{_both(first, image)} name the same image file {image.resolved}: an image must be listed once "
+                "(merge the two entries' annotations into one)"
+            )
 
 
 def _image_samples(image: RawImage, class_map: ClassMap, issues: list[DataIssue]) -> list[Sample]:
@@ -207,7 +278,7 @@ def _sample(image: RawImage, class_id, class_name, boxes, ann_ids, masks=None) -
     boxes, ann_ids, masks = [p[0] for p in triples], [p[1] for p in triples], [p[2] for p in triples]
     return Sample(
         sample_id=sample_id,
-        image_path=str(image.path.resolve()),
+        image_path=image.resolved or str(image.path.resolve()),
         class_id=class_id,
         class_name=class_name,
         boxes=tuple(boxes),

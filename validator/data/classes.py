@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +21,7 @@ class ClassMap:
         """``scoped``: the names are a class list given by the user (``--classes``), so a label outside it
         is a class the audit does not cover, not a broken annotation (see :meth:`out_of_scope`)."""
         names = [str(n) for n in names]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        duplicates = sorted(n for n, count in Counter(names).items() if count > 1)  # linear: 20k classes happen
         if duplicates:
             raise DataError(f"class list has duplicate names: {duplicates}")
         self.names = names
@@ -49,8 +50,14 @@ class ClassMap:
         return f"unknown category '{label}'"
 
 
+#: An index label has at most this many digits (a model of a million outputs): a longer number is a name, not
+#: an output index (the class list of a 12-digit index would not fit in memory; int() refuses 4300 digits).
+MAX_INDEX_DIGITS = 6
+
+
 def _is_index(label: str) -> bool:
-    return label.isdigit()
+    # ASCII digits only: str.isdigit() also accepts '²' and other digits int() refuses
+    return 0 < len(label) <= MAX_INDEX_DIGITS and label.isascii() and label.isdigit()
 
 
 def all_indices(labels: Sequence[str]) -> bool:

@@ -5,6 +5,12 @@ a row with all four box fields empty is an image with that label but no box. A l
 or an integer output index. Annotation ids are ``row <line number>``. The image size is not known until
 decoding, so boxes outside the image are clipped by the pipeline. An optional ``mask`` column names a PNG
 (relative to the CSV's folder) whose nonzero pixels are the row's object; the row still needs its box.
+
+Identity: an image is one spelling. Rows are grouped by the ``image`` text as written (trimmed), so several
+boxes are several rows, and several labels of one image are a multi-label image (one sample per label), not
+a clash. Two spellings of one file (``a.png``, ``./a.png``, an absolute path) are a DataError naming the
+first row of each (validator.data.build): the image's boxes would be split over two samples. An identical
+row repeated is kept (its box adds nothing to the region).
 """
 
 from __future__ import annotations
@@ -40,7 +46,8 @@ def read_csv(
                     raise DataError(f"{path}: row {line} has an empty 'image'")
                 image = images.get(key)
                 if image is None:
-                    image = images[key] = RawImage(key, _resolve(key, path.parent, images_dir), str(path))
+                    image = images[key] = RawImage(key, _resolve(key, path.parent, images_dir), str(path),
+                                                   origin=f"row {line} ({key!r})")
                 label = (row["label"] or "").strip()
                 if label:
                     labels_seen.append(label)

@@ -12,11 +12,16 @@ The steps, each recorded in the conversions list:
 RGB DICOM passes through (8-bit as uint8; deeper samples scaled to 0..255 by ``BitsStored``). YBR colour is
 converted to RGB by pydicom 3. Multi-frame files, palette colour and other photometric interpretations are
 refused with an ``ImageReadError``.
+
+A header value camgate reads (the frame count, the rescale, the window, BitsStored) that is not a finite number
+refuses the file with an ``ImageReadError`` naming the tag: pydicom hands such values back as they are
+(``nan``, ``abc``, a multi-value frame count), and NaN pixels must never reach the model.
 """
 
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +51,7 @@ def read_dicom(path: str | Path, data: bytes | None = None) -> tuple[np.ndarray,
         raise ImageReadError(f"cannot read DICOM file: {type(exc).__name__}: {exc}") from exc
     if "PixelData" not in ds:
         raise ImageReadError("DICOM file has no pixel data")
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = int(_tag_number(ds, "NumberOfFrames", 1.0) or 1)
     if frames > 1:
         raise ImageReadError(f"multi-frame DICOM ({frames} frames) is not supported; export one frame")
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
@@ -69,6 +74,8 @@ def read_dicom(path: str | Path, data: bytes | None = None) -> tuple[np.ndarray,
             raise ImageReadError(f"unexpected DICOM {photometric} pixel array of shape {pixels.shape}")
         values = _rescale(ds, pixels, conversions)
         gray = _window(ds, values, conversions)
+        if not np.isfinite(gray).all():  # a rescale beyond the float range
+            raise ImageReadError("DICOM rescale and window give non-finite pixel values")
         if photometric == "MONOCHROME1":
             conversions.append("DICOM MONOCHROME1 inverted")
             gray = np.float32(255.0) - gray
@@ -79,10 +86,26 @@ def read_dicom(path: str | Path, data: bytes | None = None) -> tuple[np.ndarray,
         conversions.append(f"DICOM {photometric} -> RGB")
     if pixels.dtype == np.uint8:
         return pixels, conversions, "RGB"
-    bits = int(ds.get("BitsStored", 8 * pixels.dtype.itemsize))
+    bits = int(_tag_number(ds, "BitsStored", 8.0 * pixels.dtype.itemsize))
+    if not 1 <= bits <= 8 * pixels.dtype.itemsize:
+        raise ImageReadError(f"DICOM BitsStored {bits} does not fit {8 * pixels.dtype.itemsize}-bit samples")
     top = float(2**bits - 1)
     conversions.append(f"DICOM {bits}-bit RGB -> 0..255 float (x * 255 / {top:g})")
     return (pixels.astype(np.float64) * (255.0 / top)).astype(np.float32), conversions, "RGB"
+
+
+def _tag_number(ds, keyword: str, default: float) -> float:
+    """The tag's (first) value as a finite float, ``default`` when absent or empty; else ImageReadError."""
+    try:
+        value = ds.get(keyword)
+        if value is None or str(value).strip() == "":
+            return default
+        number = _first(value)
+    except Exception as exc:  # pydicom converts lazily: ValueError, TypeError, its own types
+        raise ImageReadError(f"DICOM {keyword} is not a number: {str(exc)[:80]}") from exc
+    if not math.isfinite(number):
+        raise ImageReadError(f"DICOM {keyword} is not a finite number: {number}")
+    return number
 
 
 def _first(value) -> float:
@@ -97,8 +120,8 @@ def _first(value) -> float:
 
 
 def _rescale(ds, pixels: np.ndarray, conversions: list[str]) -> np.ndarray:
-    slope = _first(ds.RescaleSlope) if ds.get("RescaleSlope") is not None else 1.0
-    intercept = _first(ds.RescaleIntercept) if ds.get("RescaleIntercept") is not None else 0.0
+    slope = _tag_number(ds, "RescaleSlope", 1.0)
+    intercept = _tag_number(ds, "RescaleIntercept", 0.0)
     values = pixels.astype(np.float64)
     if (slope, intercept) != (1.0, 0.0):
         sign = "-" if intercept < 0 else "+"
@@ -130,9 +153,8 @@ _WINDOWS = {"LINEAR": window_linear, "LINEAR_EXACT": window_linear_exact, "SIGMO
 
 
 def _window(ds, values: np.ndarray, conversions: list[str]) -> np.ndarray:
-    center_tag, width_tag = ds.get("WindowCenter"), ds.get("WindowWidth")
-    if center_tag is not None and width_tag is not None and str(center_tag) != "" and str(width_tag) != "":
-        center, width = _first(center_tag), _first(width_tag)
+    center, width = _tag_number(ds, "WindowCenter", math.nan), _tag_number(ds, "WindowWidth", math.nan)
+    if not (math.isnan(center) or math.isnan(width)):
         function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
         usable = width >= 1.0 if function == "LINEAR" else width > 0.0
         if function in _WINDOWS and usable:

@@ -7,11 +7,18 @@ for the object: never a crash, never a silent pass.
 
 Resizing is nearest-neighbour on pixel centres (``cv2.INTER_NEAREST_EXACT``): an input pixel takes the
 original pixel under its centre, the rule the box rectangles follow (validator.metrics.geometry).
+
+pycocotools trusts its input: a polygon coordinate that is NaN or far outside the image crashes it (int
+overflow, an allocation as long as the outline) and an RLE whose counts do not add up to the image is
+decoded from memory it does not own. So every COCO segmentation is checked here first: polygon
+coordinates finite and within one image size of the image (x in [-w, 2w], y in [-h, 2h]); RLE counts
+non-negative integers (the compressed string decoded here, character by character) summing to h * w.
 """
 
 from __future__ import annotations
 
 import json
+import math
 
 import cv2
 import numpy as np
@@ -46,14 +53,18 @@ def decode_mask(ref: MaskRef, width: int, height: int) -> np.ndarray:
 def _coco_mask(source: str, width: int, height: int) -> np.ndarray:
     from pycocotools import mask as coco_mask  # the kept library for COCO polygons and RLE
 
-    segmentation = json.loads(source)
+    try:
+        segmentation = json.loads(source)
+    except (ValueError, RecursionError) as exc:
+        raise MaskError(f"unreadable segmentation: {exc}") from exc
     if isinstance(segmentation, list):
         # frPyObjects reads a 4-number list as a bbox, not a polygon: demand 3 points or more
-        if not all(isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 for p in segmentation):
+        if not segmentation or not all(isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0
+                                       for p in segmentation):
             raise MaskError("segmentation polygons must be lists of x, y pairs with 3 points or more")
+        polygons = [_polygon(p, width, height) for p in segmentation]
         try:
-            rle = coco_mask.merge(coco_mask.frPyObjects([[float(v) for v in p] for p in segmentation],
-                                                         height, width))
+            rle = coco_mask.merge(coco_mask.frPyObjects(polygons, height, width))
         except (TypeError, ValueError) as exc:
             raise MaskError(f"unreadable segmentation polygon: {exc}") from exc
     elif isinstance(segmentation, dict) and {"size", "counts"} <= segmentation.keys():
@@ -66,18 +77,70 @@ def _coco_mask(source: str, width: int, height: int) -> np.ndarray:
         raise MaskError(f"undecodable segmentation RLE: {exc}") from exc
 
 
+def _polygon(points: list, width: int, height: int) -> list[float]:
+    """The polygon as floats, or MaskError: NaN, infinite or far-away coordinates crash pycocotools."""
+    try:
+        values = [float(v) for v in points if not isinstance(v, bool)]
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise MaskError(f"unreadable segmentation polygon: {exc}") from exc
+    if len(values) != len(points):
+        raise MaskError("segmentation polygon coordinates must be numbers")
+    for k, v in enumerate(values):
+        extent = width if k % 2 == 0 else height
+        if not (math.isfinite(v) and -extent <= v <= 2 * extent):
+            raise MaskError(f"segmentation polygon coordinate {v:g} lies more than an image size outside the "
+                            f"{width}x{height} image")
+    return values
+
+
 def _coco_rle(segmentation: dict, width: int, height: int, coco_mask) -> dict:
     size = segmentation["size"]
-    if list(size) != [height, width]:
-        raise MaskError(f"segmentation RLE size {size} (h, w) but the image is {width}x{height}")
+    if not isinstance(size, list) or size != [height, width]:
+        raise MaskError(f"segmentation RLE size {str(size)[:40]} (h, w) but the image is {width}x{height}")
     counts = segmentation["counts"]
     if isinstance(counts, list):  # uncompressed RLE (COCO's iscrowd regions)
-        if sum(counts) != height * width:
-            raise MaskError(f"segmentation RLE counts sum to {sum(counts)}, expected {height * width}")
+        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+            raise MaskError("segmentation RLE counts must be non-negative integers")
+        _check_total(sum(counts), width, height)
         return coco_mask.frPyObjects(segmentation, height, width)
     if not isinstance(counts, str):
         raise MaskError("segmentation RLE counts must be a list or a string")
+    _check_total(sum(_rle_string_counts(counts)), width, height)
     return {"size": [height, width], "counts": counts.encode("ascii")}
+
+
+def _check_total(total: int, width: int, height: int) -> None:
+    if total != height * width:
+        raise MaskError(f"segmentation RLE counts sum to {total}, expected {height * width}")
+
+
+def _rle_string_counts(text: str) -> list[int]:
+    """The counts of COCO's compressed RLE string (pycocotools' rleFrString, in Python and checked): each
+    count is 5-bit groups in characters from '0' (48), 0x20 = more groups follow, 0x10 in the last group =
+    negative; from the third count on, the value is a difference to the count two before."""
+    counts: list[int] = []
+    position = 0
+    while position < len(text):
+        value = shift = 0
+        more = True
+        while more:
+            if position >= len(text) or shift > 30:
+                raise MaskError("segmentation RLE string is truncated or holds a count too large")
+            code = ord(text[position]) - 48
+            if not 0 <= code < 64:
+                raise MaskError(f"segmentation RLE string holds an invalid character {text[position]!r}")
+            value |= (code & 0x1F) << shift
+            more = bool(code & 0x20)
+            position += 1
+            shift += 5
+            if not more and code & 0x10:
+                value -= 1 << shift
+        if len(counts) > 2:
+            value += counts[-2]
+        if value < 0:
+            raise MaskError("segmentation RLE string decodes to a negative count")
+        counts.append(value)
+    return counts
 
 
 def _png_mask(path: str, value: int | None, width: int, height: int) -> np.ndarray:
@@ -85,12 +148,16 @@ def _png_mask(path: str, value: int | None, width: int, height: int) -> np.ndarr
     from PIL import Image
 
     try:
-        with Image.open(path) as image:  # the header only: the size is checked before any pixel is decoded
-            if image.size != (width, height):  # so a mask is never larger than its image, which passed the limits
+        with Image.open(path) as image:
+            if image.size != (width, height):  # checked before the pixels are decoded
                 raise MaskError(f"mask {path} is {image.size[0]}x{image.size[1]} but the image is {width}x{height}")
             pixels = np.asarray(image)
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:  # the bomb: over Pillow's own threshold
-        raise MaskError(f"cannot read mask {path}: {exc}") from exc
+    except MaskError:
+        raise
+    except Exception as exc:  # Pillow raises many types on damaged files (OSError, SyntaxError, bombs...)
+        raise MaskError(f"cannot read mask {path}: {type(exc).__name__}: {exc}") from exc
+    if pixels.shape[:2] != (height, width):
+        raise MaskError(f"mask {path} is {pixels.shape[1]}x{pixels.shape[0]} but the image is {width}x{height}")
     if value is None:
         return pixels.reshape(height, width, -1).any(axis=2)
     if pixels.ndim != 2:

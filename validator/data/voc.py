@@ -6,6 +6,11 @@ xmin == xmax is a valid one-pixel-wide box. Every object is kept, ``difficult`` 
 Annotation ids are ``<xml stem>#<object index, 0-based>``. Default class order: sorted names.
 Where ``SegmentationObject/<xml stem>.png`` exists (VOC's instance masks, an indexed PNG), object i of the
 XML is the pixels of value i + 1 (255 is VOC's "void" outline and belongs to no object).
+
+Identity: one XML per image. Two XMLs naming the same image file (``<filename>``, however spelt) are a
+DataError naming both (validator.data.build): their objects would be two samples of one image, each scored
+with only its own boxes as the object. Annotation ids are unique by construction. The same object twice in
+one XML (same name and box) is kept: it adds nothing to the region.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
-from validator.data.build import RawBox, RawImage
+from validator.data.build import RawBox, RawImage, is_file
 from validator.data.classes import ClassMap
 from validator.data.records import DataIssue, MaskRef
 from validator.errors import DataError
@@ -50,6 +55,8 @@ def _read_xml(xml_file: Path, image_root: Path, segmentation_dir: Path) -> RawIm
         doc = ET.parse(xml_file).getroot()
     except ET.ParseError as exc:
         raise DataError(f"{xml_file}: not valid XML: {exc}") from exc
+    except OSError as exc:  # a folder called x.xml, a file without read permission
+        raise DataError(f"cannot read {xml_file}: {exc.strerror or exc}") from exc
     image = RawImage(
         key=xml_file.stem,
         path=_image_path(doc.findtext("filename"), xml_file.stem, image_root),
@@ -57,7 +64,7 @@ def _read_xml(xml_file: Path, image_root: Path, segmentation_dir: Path) -> RawIm
         size=_size(doc),
     )
     instances = segmentation_dir / f"{xml_file.stem}.png"
-    instances = instances if instances.is_file() else None
+    instances = instances if is_file(instances) else None
     for i, obj in enumerate(doc.findall("object")):
         name = obj.findtext("name")
         if name is None or not name.strip():
@@ -90,7 +97,7 @@ def _size(doc: ET.Element) -> tuple[int, int] | None:
     try:
         width = int(float(doc.findtext("size/width") or 0))
         height = int(float(doc.findtext("size/height") or 0))
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: inf, 1e400
         return None
     return (width, height) if width > 0 and height > 0 else None  # some exports write 0
 
@@ -99,4 +106,4 @@ def _image_path(filename: str | None, stem: str, image_root: Path) -> Path:
     if filename and filename.strip():
         return image_root / filename.strip()
     candidates = [image_root / f"{stem}{suffix}" for suffix in _IMAGE_SUFFIXES]
-    return next((c for c in candidates if c.is_file()), candidates[0])
+    return next((c for c in candidates if is_file(c)), candidates[0])
