@@ -145,6 +145,18 @@ def test_coco_values_that_crashed_the_reader(tmp_path):
     assert load_dataset(path).class_names == ["cat", "dog"]
 
 
+def test_coco_lone_surrogates_are_refused_where_they_are_read(tmp_path):
+    """JSON's \\ud800 spells text no file, report or MLflow store can hold: it ended the audit as an internal
+    error in a sink (exit 3); now the reader names the entry (exit 2)."""
+    path = coco(tmp_path, categories=[{"id": 1, "name": "\ud800cat"}, {"id": 2, "name": "dog"}])
+    assert json.loads(path.read_text())["categories"][0]["name"] == "\ud800cat"  # json.dumps wrote the escape
+    message = load_error(path)
+    assert "categories[0] key 'name'" in message and "unpaired surrogate" in message
+    (tmp_path / "two").mkdir()
+    path = coco(tmp_path / "two", images=[{"id": 1, "file_name": "a\udc80.png"}, {"id": 2, "file_name": "b.png"}])
+    assert "images[0] key 'file_name'" in load_error(path)
+
+
 def test_coco_identity_clash_exits_2_through_the_cli(tmp_path, capsys, untrained_model):
     path = coco(tmp_path, images=[{"id": 1, "file_name": "a.png"}, {"id": 1, "file_name": "b.png"}])
     result = run_cli(capsys, "audit", untrained_model, "--data", path, "--out", tmp_path / "report", "--no-mlflow")

@@ -63,6 +63,7 @@ def read_coco(
         file_name = entry["file_name"]
         if not isinstance(file_name, str) or not file_name.strip():
             raise DataError(f"{path}: images[{i}] key 'file_name' must be a non-empty string, got {_short(file_name)}")
+        _unicode(file_name, path, f"images[{i}] key 'file_name'")
         j = first_image.setdefault(str(image_id), i)
         if j != i:
             raise DataError(f"{path}: images[{i}] (id {image_id!r}, file_name {file_name!r}) repeats the id of "
@@ -118,7 +119,18 @@ def _identifier(value: object, path: Path, where: str, key: str) -> int | str:
 def _category_name(value: object, path: Path, index: int) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
         raise DataError(f"{path}: categories[{index}] key 'name' must be a non-empty string, got {_short(value)}")
+    _unicode(str(value), path, f"categories[{index}] key 'name'")
     return str(value).strip()  # labels are matched trimmed (ClassMap.resolve): ' dog' is 'dog'
+
+
+def _unicode(text: str, path: Path, where: str) -> None:
+    """JSON's \\uXXXX escapes can spell a lone UTF-16 surrogate, which no file, report or MLflow store can
+    hold: refuse it here, naming the entry, rather than fail in some sink later."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DataError(f"{path}: {where} holds an unpaired surrogate ({text[max(0, exc.start - 10):exc.end + 10]!a}):"
+                        f" not valid Unicode text") from exc
 
 
 def _sort_key(category_id: int | str) -> tuple[int, int | str]:
