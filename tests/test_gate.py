@@ -160,6 +160,12 @@ def test_explain_command_writes_overlay_and_scores(tmp_path, capsys, clean_model
     assert lift > 1.5  # and looks at the object
     bad = run_cli(capsys, "explain", clean_model.path, image, "--classes", classes, "--class", "zebra")
     assert bad.exit_code == 2 and "unknown class 'zebra'" in bad.err
+    again = run_cli(capsys, "explain", clean_model.path, image, "--classes", classes, "--out", out)
+    assert again.exit_code == 0, again.err  # its own overlay: replaced
+    before = image.read_bytes()  # the image itself as --out: refused, untouched
+    onto_image = run_cli(capsys, "explain", clean_model.path, image, "--classes", classes, "--out", image)
+    assert onto_image.exit_code == 2 and "camgate did not write it" in onto_image.err
+    assert image.read_bytes() == before
 
 
 def test_version(capsys):

@@ -82,3 +82,72 @@ def test_what_counts_as_holding_an_input(tmp_path):
                        ("the --images folder", tmp_path / "overlays")):
         with pytest.raises(UsageError, match=f"--out {tmp_path} holds {what}"):
             refuse_inputs_in(tmp_path, [(what, path)])
+
+
+# ------------------------------------------------------- only what the gate can prove it wrote is replaced
+
+
+def _snapshot(root):
+    """{relative path: bytes} of every file under ``root``."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_users_files_with_report_names_are_refused_not_replaced(tmp_path, small_set, untrained_model):
+    """A folder holding the user's own summary.md or overlays/worst_x.png (names the gate writes) is refused with
+    exit 2 and nothing written; the gate's own earlier reports are replaced on a rerun; an edited report counts as
+    the user's."""
+    policy = tmp_path / "tiny.yaml"
+    policy.write_text(POLICY)
+    out = tmp_path / "shared"
+    (out / "overlays").mkdir(parents=True)
+    (out / "summary.md").write_text("# my notes\n")
+    before = _snapshot(out)
+    refused = audit(str(untrained_model), str(small_set.coco_path), policy=str(policy), out=out)
+    assert refused.exit_code == 2 and "summary.md" in refused.error and ".camgate-written" in refused.error
+    assert _snapshot(out) == before  # nothing written, nothing removed
+    (out / "summary.md").unlink()
+    (out / "overlays" / "worst_cat_0_x.png").write_bytes(b"my picture")
+    refused = audit(str(untrained_model), str(small_set.coco_path), policy=str(policy), out=out)
+    assert refused.exit_code == 2 and "overlays/worst_cat_0_x.png" in refused.error
+    (out / "overlays" / "worst_cat_0_x.png").unlink()
+
+    first = audit(str(untrained_model), str(small_set.coco_path), policy=str(policy), out=out)
+    assert first.status == "PASS"
+    again = audit(str(untrained_model), str(small_set.coco_path), policy=str(policy), out=out)
+    assert again.status == "PASS"  # its own files: recorded, unchanged, replaced
+    (out / "report.html").write_text((out / "report.html").read_text() + "<!-- my edit -->")
+    edited = audit(str(untrained_model), str(small_set.coco_path), policy=str(policy), out=out)
+    assert edited.exit_code == 2 and "report.html" in edited.error
+    assert (out / "report.html").read_text().endswith("<!-- my edit -->")
+
+
+@pytest.mark.parametrize("place", ["data folder", "images folder", "model folder", "parent of data",
+                                   "beside user files", "nested in data"])
+def test_no_placement_of_out_deletes_or_changes_a_file_the_gate_did_not_write(tmp_path, untrained_model, place):
+    """Property: whatever --out is, relative to the inputs (COCO + VOC + CSV annotations, images, model, policy)
+    and to a user's files named like the reports, every file that existed before the run is there after it,
+    byte for byte, unless the gate itself wrote it. Each placement either runs or is refused with exit 2."""
+    from validator.datasets.synthetic import write_dataset
+
+    root = tmp_path / "root"
+    data = write_dataset(root / "data", 12, seed=1, formats=("coco", "voc", "csv"))
+    model = root / "models" / "m.keras"
+    model.parent.mkdir()
+    shutil.copy(untrained_model, model)
+    policy = root / "tiny.yaml"
+    policy.write_text(POLICY)
+    user = root / "user"
+    (user / "overlays").mkdir(parents=True)
+    for name in ("verdict.json", "samples.csv", "summary.md", "junit.xml", "report.html", "BLESSED", "error.log"):
+        (user / name).write_text(f"the user's {name}")
+    (user / "overlays" / "atlas_overall.png").write_bytes(b"the user's picture")
+    image_dir = data.image_paths[0].parent
+    out = {"data folder": data.root, "images folder": image_dir, "model folder": model.parent,
+           "parent of data": root, "beside user files": user, "nested in data": data.root / "reports"}[place]
+    before = _snapshot(root)
+    for annotation_file in (data.coco_path, data.manifest_path):
+        verdict = audit(str(model), str(annotation_file), policy=str(policy), out=out, images=str(image_dir))
+        assert verdict.exit_code in (0, 2), verdict.error
+        after = _snapshot(root)
+        for name, content in before.items():
+            assert after.get(name) == content, f"{place}: {name} was changed or removed"

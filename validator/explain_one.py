@@ -18,8 +18,14 @@ def explain_image(model, image, *, class_=None, classes=None, box=None, method="
     from validator.explain import Explainer
     from validator.metrics import score_maps
     from validator.model import load_model
+    from validator.report.files import written_by_gate
     from validator.report.overlay import render_overlay, write_png
 
+    out_path = Path(out) if out else Path(str(image) + ".camgate.png")
+    # the overlay may replace only an overlay the gate wrote there: never the image, the model or a user's file
+    if out_path.exists() and not written_by_gate(out_path):
+        raise UsageError(f"--out {out_path} exists and camgate did not write it (it could be the image, the model "
+                         "or a file of yours): choose another path, or remove it")
     loaded = load_model(model, trust=trust)
     names = read_class_list(classes) if classes else [str(i) for i in range(loaded.num_classes)]
     if len(names) != loaded.num_classes:
@@ -48,7 +54,6 @@ def explain_image(model, image, *, class_=None, classes=None, box=None, method="
         x0, y0, x1, y1 = box
         boxes = np.array([[x0 * sx, y0 * sy, x1 * sx, y1 * sy]])
     scores = {k: float(v[0]) for k, v in score_maps(result.maps, [boxes]).items() if np.isfinite(v[0])}
-    out_path = Path(out) if out else Path(str(image) + ".camgate.png")
     write_png(out_path, render_overlay(raw, result.maps[0], boxes))
     predicted = int(result.predicted[0])
     return {

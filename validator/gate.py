@@ -19,7 +19,7 @@ import numpy as np
 
 from validator.errors import EXIT_FAIL, EXIT_PASS, CamgateError, UsageError
 from validator.interrupt import AuditInterrupted, interruptible
-from validator.report.files import refuse_inputs_in, start_outputs
+from validator.report.files import refuse_foreign_outputs, refuse_inputs_in, start_outputs
 from validator.report.gallery import render_overlays, safe_name
 from validator.scoring import explain_set
 from validator.verdict import ERROR, EXIT_INCONCLUSIVE, FAIL, INCONCLUSIVE, PARTIAL, PASS, WARN, Verdict
@@ -104,10 +104,11 @@ def merge(shards, out=None, **options) -> Verdict:
 
 
 def _refused_out(verdict: Verdict, inputs: list) -> bool:
-    """An ``out`` that holds an input is refused (exit 2) before anything is cleared, and nothing is written:
-    every report file written there could be an input's name."""
+    """An ``out`` that holds an input, or a file with a report's name the gate did not write (its manifest,
+    report.files.MANIFEST), is refused (exit 2) before anything is cleared, and nothing is written."""
     try:
         refuse_inputs_in(verdict.out_dir, inputs)
+        refuse_foreign_outputs(verdict.out_dir)
     except UsageError as exc:
         verdict.set_error(str(exc), exc.exit_code)
         return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -22,6 +23,10 @@ OWNED_FILES = ("verdict.json", "BLESSED", "NOT_BLESSED", "junit.xml", "summary.m
                "samples.csv", "error.log", "shard.npz")
 OWNED_OVERLAY_PREFIXES = ("worst_", "typical_", "atlas_", "cluster_")
 UNFINISHED = "the audit did not finish (it is still running, or it was killed before it could write a verdict)"
+# In every folder the gate writes into: one line per file it wrote there, "<sha256>  <name>" (the last line for
+# a name is its current content). The gate deletes or replaces only a file whose name and content are recorded
+# here: what it cannot prove it wrote (a user's summary.md, an edited report) it leaves alone and refuses.
+MANIFEST = ".camgate-written"
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -30,12 +35,70 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         tmp.write_bytes(data)
-        os.replace(tmp, path)
+        commit(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def commit(tmp: Path, path: Path) -> None:
+    """Rename the finished temporary file ``tmp`` onto ``path``, recording it in the folder's manifest first."""
+    digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
+    with open(Path(path).parent / MANIFEST, "a", encoding="utf-8") as fh:
+        fh.write(f"{digest}  {Path(path).name}\n")
+    os.replace(tmp, path)
+
+
+def _recorded(folder: Path) -> dict[str, str]:
+    """{name: sha256 of the content the gate last wrote} for ``folder`` (empty without a manifest)."""
+    try:
+        lines = (Path(folder) / MANIFEST).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return {}
+    out = {}
+    for line in lines:
+        digest, _, name = line.partition("  ")
+        if len(digest) == 64 and name:
+            out[name] = digest
+    return out
+
+
+def written_by_gate(path: Path, recorded: dict[str, str] | None = None) -> bool:
+    """True when ``path`` holds exactly what the gate last wrote there (its manifest says so)."""
+    path = Path(path)
+    recorded = _recorded(path.parent) if recorded is None else recorded
+    if path.name not in recorded or not path.is_file():
+        return False
+    return hashlib.sha256(path.read_bytes()).hexdigest() == recorded[path.name]
+
+
+def _owned_names(out: Path) -> list[Path]:
+    """The files in ``out`` whose names the gate writes (reports, overlays): what a run would replace."""
+    found = [out / name for name in OWNED_FILES if (out / name).exists()]
+    overlays = out / "overlays"
+    if overlays.is_dir():
+        found += sorted(p for p in overlays.glob("*.png") if p.name.startswith(OWNED_OVERLAY_PREFIXES))
+    return found
+
+
+def refuse_foreign_outputs(out: Path) -> None:
+    """UsageError when ``out`` holds a file with one of the gate's output names that the gate cannot prove it
+    wrote (not in the folder's manifest, or changed since): a run would replace it. Checked before anything
+    is cleared or written."""
+    out = Path(out)
+    if not out.is_dir():
+        return
+    manifests: dict[Path, dict] = {}
+    foreign = [p for p in _owned_names(out)
+               if not written_by_gate(p, manifests.setdefault(p.parent, _recorded(p.parent)))]
+    if foreign:
+        shown = ", ".join(str(p.relative_to(out)) for p in foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+        raise UsageError(f"--out {out} holds {len(foreign)} file(s) with the names of the gate's reports that it "
+                         f"did not write, or that changed since it wrote them ({shown}; its record: {MANIFEST}): "
+                         "a run would replace them, so it refuses; choose another --out, or move them away")
 
 
 def refuse_inputs_in(out: Path, inputs) -> None:
@@ -60,14 +123,17 @@ def refuse_inputs_in(out: Path, inputs) -> None:
 
 
 def clear_outputs(out: Path) -> None:
-    """Remove the files an earlier run of the gate wrote into ``out``; nothing else is touched."""
-    for name in OWNED_FILES:
-        (out / name).unlink(missing_ok=True)
-    overlays = out / "overlays"
-    if overlays.is_dir():
-        for png in overlays.glob("*.png"):
-            if png.name.startswith(OWNED_OVERLAY_PREFIXES):
-                png.unlink(missing_ok=True)
+    """Remove the files an earlier run of the gate wrote into ``out`` (recorded in its manifest, unchanged);
+    nothing else is touched."""
+    manifests: dict[Path, dict] = {}
+    for path in _owned_names(Path(out)):
+        remove_own(path, manifests.setdefault(path.parent, _recorded(path.parent)))
+
+
+def remove_own(path: Path, recorded: dict[str, str] | None = None) -> None:
+    """Delete ``path`` if the gate wrote exactly its content; leave anything else alone."""
+    if written_by_gate(path, recorded):
+        Path(path).unlink(missing_ok=True)
 
 
 def start_outputs(verdict) -> None:
@@ -114,12 +180,12 @@ def write_reports(verdict) -> dict:
 
     for stale in ("BLESSED", "NOT_BLESSED"):
         if (out / stale) != outputs["marker"]:
-            (out / stale).unlink(missing_ok=True)
+            remove_own(out / stale)
     write_text_atomic(outputs["marker"], f"{verdict.status}\n")
     if verdict.traceback:
         write_text_atomic(outputs["log"], verdict.traceback)
     else:
-        (out / "error.log").unlink(missing_ok=True)  # written by an earlier call of this run
+        remove_own(out / "error.log")  # written by an earlier call of this run
     if verdict.table is not None:
         write_samples_csv(verdict.table, outputs["samples"])
     data = verdict.to_dict()
@@ -150,7 +216,7 @@ def write_samples_csv(table: dict, path: Path) -> None:
             writer.writerow(columns)
             for i in range(n):
                 writer.writerow([_cell(table[c][i]) for c in columns])
-        os.replace(tmp, path)
+        commit(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 

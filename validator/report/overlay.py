@@ -9,7 +9,6 @@ blend (no key) that ``camgate explain`` writes.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
@@ -86,12 +85,9 @@ def write_png(path: str | Path, rgb: np.ndarray) -> Path:
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 6])
     if not ok:
         raise OSError(f"could not encode {path}")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:  # temporary file + rename: a reader never sees half a PNG
-        tmp.write_bytes(encoded.tobytes())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from validator.report.files import write_bytes_atomic
+
+    write_bytes_atomic(path, encoded.tobytes())  # temporary file + rename, recorded: a reader never sees half a PNG
     return path
 
 

@@ -190,7 +190,9 @@ def log_reports(client, retry, run_id: str, verdict) -> None:
     v = verdict
     verdict_path = (v.outputs or {}).get("verdict")
     if verdict_path:  # the local verdict.json now carries the run id and the registry facts
-        Path(verdict_path).write_text(json.dumps(v.to_dict(), indent=2))
+        from validator.report.files import write_text_atomic
+
+        write_text_atomic(Path(verdict_path), json.dumps(v.to_dict(), indent=2))  # recorded: a rerun may replace it
     for path in sorted(v.outputs.values()):
         if Path(path).is_file():
             retry(f"upload {Path(path).name}", client.log_artifact, run_id, path, f"{ARTIFACT_DIR}/report")
