@@ -398,3 +398,41 @@ def test_the_limits_are_the_documented_ones():
     readme = (ROOT / "README.md").read_text()
     for shown in ("178,956,970", "512 MiB", "100,000", "64 MiB", "200", "16 MiB"):
         assert shown in readme.split("### Limits on inputs")[1].split("\n### ")[0], shown
+
+
+def test_an_h5_model_whose_config_attribute_is_over_the_limit_is_refused_unread(tmp_path):
+    """A model_config attribute of 65 MiB is refused by its stored size before it is read and parsed. (HDF5
+    attributes take no compression filter, so an attribute is never larger than its file: no bomb, but a
+    config no Keras model has.)"""
+    import h5py
+
+    from validator.model import load_model
+
+    path = tmp_path / "legacy.h5"
+    with h5py.File(path, "w", libver="latest") as handle:  # dense attribute storage: no 64 KiB cap
+        handle.attrs["model_config"] = np.bytes_(b"{" * (MAX_CONFIG_BYTES + (1 << 20)))  # fixed-length string
+    with pytest.raises(ModelUsageError, match=r"its model_config attribute holds 68,157,440 bytes \(65 MiB\), over "
+                                              r"the 67,108,864 bytes \(64 MiB\) limit"):
+        load_model(str(path))
+
+
+def test_annotation_files_over_their_limits_are_refused_by_size_unread(tmp_path, monkeypatch):
+    from validator.data import load_dataset
+    from validator.limits import ANNOTATION_BYTES_ENV, MAX_TEXT_BYTES
+
+    coco = tmp_path / "big.json"
+    with open(coco, "wb") as fh:  # sparse: 3 GiB declared, nothing written
+        fh.truncate(3 << 30)
+    with pytest.raises(DataError, match=r"over the 2,147,483,648 bytes \(2 GiB\) limit for it \(\$CAMGATE_MAX_"):
+        load_dataset(coco)
+    monkeypatch.setenv(ANNOTATION_BYTES_ENV, "100")
+    small = tmp_path / "small.json"
+    small.write_text(json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "a" * 200}]}))
+    with pytest.raises(DataError, match="limit for it"):
+        load_dataset(small)
+    voc = tmp_path / "voc" / "Annotations"
+    voc.mkdir(parents=True)
+    with open(voc / "a.xml", "wb") as fh:
+        fh.truncate(MAX_TEXT_BYTES + 1)
+    with pytest.raises(DataError, match=r"a.xml: the file is 16,777,217 bytes"):
+        load_dataset(voc.parent)

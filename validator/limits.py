@@ -13,6 +13,9 @@ policy and class-list readers and the model safe-load scan. Each limit, and why 
 - ``MAX_TEXT_BYTES`` 16 MiB: a policy or class list file (both are read whole, then parsed).
 - ``MAX_CONFIG_BYTES`` 64 MiB: the ``config.json`` of a ``.keras`` zip, uncompressed (EfficientNetB7's is
   0.76 MB); the same bound as a Keras model JSON in a folder.
+- ``MAX_ANNOTATION_BYTES`` 2 GiB (``CAMGATE_MAX_ANNOTATION_BYTES``): a COCO JSON is parsed whole, at about 8x
+  its size in memory; COCO's train2017 instances file is 448 MB and LVIS's 1.1 GB. A VOC XML is one image's:
+  ``MAX_TEXT_BYTES``. Both checked on the file's size before it is read.
 - ``MAX_ZIP_RATIO`` 200 for a ``.keras`` zip entry over 1 MiB: Keras stores its entries uncompressed (ratio
   1); a deflated Keras config compresses 40-52x (ResNet50, EfficientNetB7, ConvNeXtXLarge), float weights
   about 1.1x; a run of zeros deflates 1,030x.
@@ -30,10 +33,12 @@ MAX_YAML_NODES = 100_000
 MAX_TEXT_BYTES = 16 << 20
 MAX_CONFIG_BYTES = 64 << 20
 MAX_ZIP_RATIO = 200
+MAX_ANNOTATION_BYTES = 2 << 30
 ZIP_RATIO_MIN_BYTES = 1 << 20  # smaller entries cannot hurt, whatever their ratio
 
 PIXELS_ENV = "CAMGATE_MAX_IMAGE_PIXELS"
 BYTES_ENV = "CAMGATE_MAX_IMAGE_BYTES"
+ANNOTATION_BYTES_ENV = "CAMGATE_MAX_ANNOTATION_BYTES"
 
 
 def _from_env(name: str, default: int) -> int:
@@ -57,6 +62,21 @@ def image_pixel_limit() -> int:
 def image_byte_limit() -> int:
     """The largest image file read: ``$CAMGATE_MAX_IMAGE_BYTES`` or the default."""
     return _from_env(BYTES_ENV, MAX_IMAGE_BYTES)
+
+
+def annotation_byte_limit() -> int:
+    """The largest COCO JSON read: ``$CAMGATE_MAX_ANNOTATION_BYTES`` or the default."""
+    return _from_env(ANNOTATION_BYTES_ENV, MAX_ANNOTATION_BYTES)
+
+
+def refuse_larger_than(path, limit: int, what: str, hint: str = "", error=UsageError) -> None:
+    """``error`` when the file at ``path`` is over ``limit`` bytes by its size (checked before it is read)."""
+    import os as _os
+
+    size = _os.stat(path).st_size
+    if size > limit:
+        raise error(f"{what}: the file is {fmt_bytes(size)}, over the {fmt_bytes(limit)} limit for it{hint}; "
+                    "refused unread")
 
 
 def yaml_nodes_within(root, limit: int = MAX_YAML_NODES) -> bool:

@@ -102,7 +102,15 @@ def stored_config(path, strict: bool = True) -> dict | None:
             import h5py
 
             with h5py.File(path, "r") as handle:
-                raw = handle.attrs.get("model_config")
+                if "model_config" not in handle.attrs:
+                    raw = None
+                else:  # the attribute's stored size, checked before it is read (it is read whole)
+                    stored = h5py.h5a.open(handle.id, b"model_config").get_storage_size()
+                    if stored > MAX_CONFIG_BYTES:
+                        raise ModelUsageError(f"model file {path}: its model_config attribute holds "
+                                              f"{fmt_bytes(stored)}, over the {fmt_bytes(MAX_CONFIG_BYTES)} limit "
+                                              "for a model config; refused unread")
+                    raw = handle.attrs.get("model_config")
             if raw is None:
                 return None
             return _as_config(json.loads(raw.decode() if isinstance(raw, bytes) else raw))

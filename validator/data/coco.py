@@ -139,7 +139,11 @@ def _sort_key(category_id: int | str) -> tuple[int, int | str]:
 
 
 def _load_json(path: Path) -> dict:
+    from validator.limits import ANNOTATION_BYTES_ENV, annotation_byte_limit, refuse_larger_than
+
     try:
+        refuse_larger_than(path, annotation_byte_limit(), f"annotation file {path}",
+                           f" (${ANNOTATION_BYTES_ENV} raises it)", error=DataError)
         with open(path, encoding="utf-8") as fh:
             doc = json.load(fh)
     except OSError as exc:

@@ -23,6 +23,7 @@ from validator.data.build import RawBox, RawImage, is_file
 from validator.data.classes import ClassMap
 from validator.data.records import DataIssue, MaskRef
 from validator.errors import DataError
+from validator.limits import MAX_TEXT_BYTES, refuse_larger_than
 
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -52,6 +53,7 @@ def read_voc(
 
 def _read_xml(xml_file: Path, image_root: Path, segmentation_dir: Path) -> RawImage:
     try:
+        refuse_larger_than(xml_file, MAX_TEXT_BYTES, f"annotation file {xml_file}", error=DataError)
         doc = ET.parse(xml_file).getroot()
     except ET.ParseError as exc:
         raise DataError(f"{xml_file}: not valid XML: {exc}") from exc
