@@ -56,6 +56,9 @@ def tracking_options(f):
         click.option("--run-name", help="MLflow run name (default: camgate-<model>)."),
         click.option("--parent-run-id", help="Nest the gate run under this MLflow run (e.g. the training run)."),
         click.option("--promote", metavar="ALIAS", help="On PASS, move this registry alias to the audited model version."),
+        click.option("--mlflow-detail", type=click.Choice(["summary", "full"]), default="summary", show_default=True,
+                     expose_value=False, callback=lambda ctx, _p, value: ctx.meta.__setitem__("camgate.mlflow_detail", value),
+                     help="summary: per check its value, threshold and pass (~50 metrics); full: also every aggregate of every slice."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -153,7 +156,7 @@ def _tracking(tracking_uri, experiment, run_name, parent_run_id, promote):
     from validator.tracking import TrackingOptions
 
     return TrackingOptions(uri=tracking_uri, experiment=experiment, run_name=run_name, parent_run_id=parent_run_id,
-                           promote=promote)
+                           promote=promote, detail=click.get_current_context().meta.get("camgate.mlflow_detail", "summary"))
 
 
 def _refuse_shard_conflicts(shard, backend, **tracking) -> None:

@@ -1,5 +1,11 @@
-"""What a gate run holds, and how each part is written: metrics, params, tags and description, tables,
-keyed images, report files, verdict and policy (see docs/mlflow.md, "What a gate run holds").
+"""What a gate run holds, and how each part is written: metrics, params, tags and description, run name,
+the held-out set as a dataset input, tables, keyed images, report files, verdict and policy (see
+docs/mlflow.md, "What a gate run holds").
+
+Every file is stored once: the overlays under ``camgate/report/overlays/`` (the ``overlays.json`` table points
+its image cells at those files), the verdict as ``camgate/verdict.json`` only. Keyed images (the step slider
+of the "Model metrics" tab) are logged by checkpoint records only (``record="metrics"``: the Keras callback's
+epochs), whose reports are not kept.
 
 Every function takes the client, the record's :class:`~validator.mlflow_plumbing.Retrier` and the run id.
 Writes that a blind retry could duplicate are not retried blindly: a metric batch goes through
@@ -9,6 +15,7 @@ attempt id (:mod:`validator.tracking.uploads`). Everything else here is idempote
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -25,12 +32,14 @@ _TAGS_PER_BATCH = 100
 # ---------------------------------------------------------------------------------------------- metrics
 
 
-def log_metrics(client, retry, run_id: str, values: dict[str, float], timestamp: int, step: int) -> None:
+def log_metrics(client, retry, run_id: str, values: dict[str, float], timestamp: int, step: int,
+                model_id: str | None = None) -> None:
     """Every point carries the record's ``timestamp`` and ``step``: a batch whose answer was lost is found in
-    the metric history and not sent again (MLflow appends a point per call)."""
+    the metric history and not sent again (MLflow appends a point per call). ``model_id``: the audited
+    MLflow 3 logged model, whose page then lists the gate's metrics too."""
     from mlflow.entities import Metric
 
-    metrics = [Metric(k, val, timestamp, step) for k, val in sorted(values.items())]
+    metrics = [Metric(k, val, timestamp, step, model_id=model_id) for k, val in sorted(values.items())]
     for i in range(0, len(metrics), _METRICS_PER_BATCH):
         chunk = metrics[i: i + _METRICS_PER_BATCH]
         retry.once("log metrics", client.log_batch, run_id, metrics=chunk, synchronous=True,
@@ -117,6 +126,80 @@ def log_tags(client, retry, run_id: str, values: dict[str, str]) -> None:
         retry("set tags", client.log_batch, run_id, tags=items[i: i + _TAGS_PER_BATCH], synchronous=True)
 
 
+# --------------------------------------------------------------------------------------------- run name
+
+RUN_LABEL_TAG = "camgate.run_label"  # the run name without its verdict prefix (renamed on a later record)
+_SEPARATOR = " \u00b7 "  # " · "
+
+
+def run_label(verdict, given: str | None) -> str:
+    """``given`` (``--run-name``), else ``<model> · <policy> v<version>``."""
+    if given:
+        return str(given)
+    from validator.mlflow_models import parse_model_uri
+
+    ref = parse_model_uri(str(verdict.model))
+    if ref is not None and ref.name:
+        label = ref.name + (f"-v{ref.version}" if ref.version else f"@{ref.alias}" if ref.alias else "")
+    elif ref is not None and ref.model_id:
+        label = ref.model_id
+    else:
+        label = verdict.model_name or Path(str(verdict.model)).stem or "model"
+    policy = verdict.policy or {}
+    if policy.get("name"):
+        label += f"{_SEPARATOR}{policy['name']} v{policy.get('version')}"
+    return label
+
+
+def run_name(status: str, label: str) -> str:
+    """``FAIL · shapes-v3 · default v3``: the verdict leads the name, the one column every runs table shows."""
+    return f"{status}{_SEPARATOR}{label}"[:250]
+
+
+# ---------------------------------------------------------------------------------------- dataset input
+
+
+def dataset_input(verdict):
+    """The held-out set as an MLflow dataset input (context ``eval``): name ``<folder>/<file>``, the source the
+    annotation path, the digest a fingerprint of that file and of the audited sample ids; None without data."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    data = str(verdict.data or "")
+    if not data or data.startswith("<"):
+        return None
+    path = Path(data)
+    digest = hashlib.sha256()
+    if path.is_file():
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    else:
+        digest.update(data.encode())
+    table = verdict.table or {}
+    for sample_id in table.get("sample_id", []):
+        digest.update(f"\0{sample_id}".encode())
+    try:
+        source = resolve_dataset_source(str(path.resolve()) if path.exists() else data)
+        source_type, source_json = source._get_source_type(), source.to_json()
+    except Exception:  # an unresolvable location: recorded as the path it was given
+        source_type, source_json = "local", json.dumps({"uri": data})
+    sample = verdict.sample or {}
+    profile = {"num_samples": sample.get("n_explained"), "num_classes": len(sample.get("class_names") or []),
+               "format": sample.get("format")}
+    name = "/".join(p for p in (path.parent.name, path.name) if p) or data
+    dataset = Dataset(name=name[:500], digest=digest.hexdigest()[:16], source_type=source_type,
+                      source=source_json, profile=json.dumps(profile))
+    return DatasetInput(dataset=dataset, tags=[InputTag("mlflow.data.context", "eval")])
+
+
+def log_dataset(client, retry, run_id: str, verdict) -> None:
+    """Idempotent: MLflow keeps one dataset per (experiment, name, digest) and one input per run."""
+    entry = dataset_input(verdict)
+    if entry is not None:
+        retry("log the held-out set as a dataset input", client.log_inputs, run_id, datasets=[entry])
+
+
 def note(verdict) -> str:
     """The run description shown on the run page: the Markdown summary, bounded."""
     path = (verdict.outputs or {}).get("summary")
@@ -134,27 +217,92 @@ def note(verdict) -> str:
 
 
 def log_tables(client, retry, run_id: str, verdict, token: str) -> None:
-    """``camgate/samples.json`` (one row per sample, with its overlay's path) and ``camgate/overlays.json``."""
+    """The tables a reviewer opens in the artifact view (MLflow's table format, read by ``mlflow.load_table``):
+
+    - ``camgate/checks.json``: one row per check and slice (a per-class check: one row per class);
+    - ``camgate/slices.json``: one row per slice and metric, the mean (a rate for 0/1 metrics) with its
+      interval, and the median and percentiles of continuous metrics;
+    - ``camgate/samples.json``: one row per sample, with its overlay's artifact path;
+    - ``camgate/overlays.json``: one row per overlay, its image cell pointing at the overlay file under
+      ``camgate/report/overlays/`` (uploaded once, by :func:`log_reports`).
+    """
     import pandas as pd
 
     v = verdict
+    stored = overlay_artifacts(v)
+    if v.checks:
+        uploads.log_table(client, retry, run_id, pd.DataFrame(check_rows(v)), f"{ARTIFACT_DIR}/checks.json", token)
+    rows = slice_rows(v)
+    if rows:
+        uploads.log_table(client, retry, run_id, pd.DataFrame(rows), f"{ARTIFACT_DIR}/slices.json", token)
     if v.table:
         frame = pd.DataFrame({k: list(_plain(col)) for k, col in v.table.items()})
-        by_sample = {o["sample_id"]: artifact_path("report", o["path"]) for o in v.overlays
-                     if o.get("sample_id") is not None}
+        by_sample = {}
+        for o in v.overlays:  # the first overlay of a sample (its worst or typical one)
+            if o.get("sample_id") is not None and o["path"] in stored:
+                by_sample.setdefault(o["sample_id"], stored[o["path"]])
         if "sample_id" in frame:
             frame["overlay"] = [by_sample.get(s) for s in frame["sample_id"]]
         uploads.log_table(client, retry, run_id, frame, f"{ARTIFACT_DIR}/samples.json", token)
     rows = []
     for o in v.overlays:
-        image = _open_png(Path(v.out_dir) / o["path"])
-        if image is None:
+        if o["path"] not in stored:
             continue
-        rows.append({"kind": o.get("kind"), "class_name": o.get("class_name") or "overall",
-                     "rank": o.get("rank"), "sample_id": o.get("sample_id"), "lift": finite(o.get("lift")),
-                     "path": artifact_path("report", o["path"]), "image": image})
+        file = stored[o["path"]]
+        # few columns, the image first: the UI divides the table's width between its columns
+        rows.append({"image": {"type": "image", "filepath": file, "compressed_filepath": file},
+                     "class_name": o.get("class_name") or "overall", "kind": o.get("kind"),
+                     "rank": o.get("rank"), "lift": finite(o.get("lift")), "sample_id": o.get("sample_id")})
     if rows:
         uploads.log_table(client, retry, run_id, pd.DataFrame(rows), f"{ARTIFACT_DIR}/overlays.json", token)
+
+
+def overlay_artifacts(verdict) -> dict[str, str]:
+    """``{overlay path in the report: the artifact path holding its bytes}``, for the overlays on disk. The
+    report may write one image under two names (a cluster's example is also a worst offender; a class's only
+    cluster is its atlas): the run stores the bytes once, under the first name, and the others point there."""
+    stored: dict[str, str] = {}
+    by_digest: dict[str, str] = {}
+    for o in verdict.overlays:
+        local = Path(verdict.out_dir) / o["path"]
+        if o["path"] in stored or not local.is_file():
+            continue
+        digest = hashlib.sha256(local.read_bytes()).hexdigest()
+        stored[o["path"]] = by_digest.setdefault(digest, artifact_path("report", o["path"]))
+    return stored
+
+
+def check_rows(verdict) -> list[dict]:
+    """``camgate/checks.json``: every check on every slice it judged, as the verdict holds them."""
+    rows = []
+    for c in verdict.checks:
+        threshold = finite(c.get("min")) if finite(c.get("min")) is not None else finite(c.get("max"))
+        rows.append({"check_id": c.get("check_id"), "slice": c.get("slice"), "outcome": c.get("outcome"),
+                     "compared": finite(c.get("compared")), "threshold": threshold, "bound": c.get("bound"),
+                     "metric": f"{c.get('aggregate')} of {c.get('metric')}", "observed": finite(c.get("observed")),
+                     "lo": finite(c.get("lo")), "hi": finite(c.get("hi")), "level": finite(c.get("confidence")),
+                     "n": c.get("n"), "severity": c.get("severity"), "message": c.get("message")})
+    return rows
+
+
+def slice_rows(verdict) -> list[dict]:
+    """``camgate/slices.json``: per slice (overall, class=..., area=...) and metric, the mean (the rate, with its
+    Wilson interval, for a 0/1 metric, whose median and percentiles say nothing) and the spread."""
+    rows = []
+    for slice_name, per_metric in (verdict.summary or {}).items():
+        for metric, per_agg in per_metric.items():
+            lead = "rate" if isinstance(per_agg.get("rate"), dict) else "mean"
+            stat = per_agg.get(lead)
+            if not isinstance(stat, dict) or finite(stat.get("value")) is None:
+                continue
+            row = {"slice": slice_name, "metric": metric, "aggregate": lead, "value": finite(stat.get("value")),
+                   "lo": finite(stat.get("lo")), "hi": finite(stat.get("hi")),
+                   "level": finite(stat.get("confidence")) or 0.95, "n": int(stat.get("n") or 0)}
+            for aggregate in ("median", "p10", "p90"):
+                spread = per_agg.get(aggregate)
+                row[aggregate] = finite(spread.get("value")) if lead == "mean" and isinstance(spread, dict) else None
+            rows.append(row)
+    return rows
 
 
 def overlay_key(overlay: dict) -> str:
@@ -168,7 +316,9 @@ def overlay_key(overlay: dict) -> str:
 
 
 def log_images(client, retry, run_id: str, verdict, step: int, timestamp: int, token: str) -> None:
-    """Every overlay and atlas as a keyed image at ``step`` (the UI's image charts, with a step slider)."""
+    """Every overlay and atlas as a keyed image at ``step`` (the UI's image charts, with a step slider): for
+    checkpoint records only, whose local reports are temporary (a full record stores each overlay once, as a
+    report file)."""
     logged = False
     for o in verdict.overlays:
         image = _open_png(Path(verdict.out_dir) / o["path"])
@@ -184,21 +334,27 @@ def log_images(client, retry, run_id: str, verdict, step: int, timestamp: int, t
 
 
 def log_reports(client, retry, run_id: str, verdict) -> None:
-    """The local report files under ``camgate/report/``, then ``camgate/verdict.json`` and ``policy.yaml``
+    """The local report files under ``camgate/report/``, each overlay's bytes once (an overlay the report wrote
+    under two names: once, the other name in ``verdict.tracking["overlay_artifacts"]``), then
+    ``camgate/verdict.json`` (the local verdict.json's content: not uploaded a second time) and ``policy.yaml``
     (uploads to fixed paths: a retry overwrites the same file)."""
     v = verdict
+    stored = overlay_artifacts(v)
+    aliases = {local: file for local, file in stored.items() if file != artifact_path("report", local)}
+    if aliases:
+        v.tracking["overlay_artifacts"] = aliases
     verdict_path = (v.outputs or {}).get("verdict")
     if verdict_path:  # the local verdict.json now carries the run id and the registry facts
         Path(verdict_path).write_text(json.dumps(v.to_dict(), indent=2))
     for path in sorted(v.outputs.values()):
-        if Path(path).is_file():
+        if Path(path).is_file() and path != verdict_path:
             retry(f"upload {Path(path).name}", client.log_artifact, run_id, path, f"{ARTIFACT_DIR}/report")
-    for o in v.overlays:
-        path = Path(v.out_dir) / o["path"]
-        if path.is_file():
-            sub = Path(o["path"]).parent.as_posix()
-            retry(f"upload {path.name}", client.log_artifact, run_id, str(path),
-                  f"{ARTIFACT_DIR}/report/{sub}" if sub not in ("", ".") else f"{ARTIFACT_DIR}/report")
+    for local in stored:
+        if local in aliases:
+            continue
+        path, sub = Path(v.out_dir) / local, Path(local).parent.as_posix()
+        retry(f"upload {path.name}", client.log_artifact, run_id, str(path),
+              f"{ARTIFACT_DIR}/report/{sub}" if sub not in ("", ".") else f"{ARTIFACT_DIR}/report")
     retry("log the verdict", client.log_dict, run_id, v.to_dict(), f"{ARTIFACT_DIR}/verdict.json")
     if (v.policy or {}).get("content") is not None:
         retry("log the policy", client.log_dict, run_id, v.policy["content"], f"{ARTIFACT_DIR}/policy.yaml")
@@ -235,5 +391,6 @@ def _plain(column):
         yield value
 
 
-__all__ = ["ARTIFACT_DIR", "GATE_RUN_TAG", "log_metrics", "params", "log_params", "tags", "log_tags", "note",
-           "log_tables", "log_images", "overlay_key", "log_reports", "artifact_path"]
+__all__ = ["ARTIFACT_DIR", "GATE_RUN_TAG", "RUN_LABEL_TAG", "log_metrics", "params", "log_params", "tags", "log_tags",
+           "run_label", "run_name", "dataset_input", "log_dataset", "note", "log_tables", "check_rows", "slice_rows",
+           "log_images", "overlay_key", "log_reports", "artifact_path"]
