@@ -187,7 +187,7 @@ class GateRecord:
             v.tracking["model_version"] = {"name": self.version.name, "version": str(self.version.version)}
         if baseline is not None:
             v.tracking["baseline_version"] = {"name": baseline.name, "version": str(baseline.version)}
-        model_id = registry.audited_model_id(client, retry, v, self.version, self.experiment_id)
+        model_id = registry.audited_model_id(client, retry, v, self.version, self.experiment_id, run_id)
         if model_id:
             v.tracking["model_id"] = model_id
         content.log_metrics(client, retry, run_id, record_metrics(v, opts.detail), self.timestamp, self.step,

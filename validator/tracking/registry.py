@@ -3,8 +3,10 @@ and move an alias only on PASS.
 
 The audited model as an MLflow 3 logged model (:func:`audited_model_id`): a registered version's own logged
 model, a ``models:/m-...`` URI's, or for a local model file an *external* logged model (no artifacts: camgate
-never copies the model) created once per file content (tag ``camgate.model_sha256``) in the gate's experiment.
-It is logged as a model input of the run (the runs table's "Models" column) and carries the gate's tags.
+never copies the model; tags ``camgate.model_path`` and ``camgate.model_sha256``) created by the gate run, one
+per run: the MLflow 3.17 runs table's "Models" column lists the logged models a run is the source of, so the
+audited file shows there. Every one of them is logged as a model input of the run (the run page lists it)
+and carries the gate's tags; a registered version also gets them (its page shows them).
 
 Every call here is idempotent (setting a tag or an alias to the same value twice changes nothing; an input or
 a logged model is looked up before it is created), so each goes through the record's
@@ -43,7 +45,7 @@ def tag_model_version(client, retry, version, verdict, run_id: str) -> None:
                   version.name, str(version.version), key, value)
 
 
-def audited_model_id(client, retry, verdict, version, experiment_id: str) -> str | None:
+def audited_model_id(client, retry, verdict, version, experiment_id: str, run_id: str) -> str | None:
     """The MLflow 3 logged model of the audited model, or None (an in-memory model, a ``runs:/`` URI, a
     registry version created without one)."""
     from validator.mlflow_models import parse_model_uri
@@ -58,18 +60,16 @@ def audited_model_id(client, retry, verdict, version, experiment_id: str) -> str
     path = Path(str(verdict.model))
     if str(verdict.model).startswith("<") or not path.exists():
         return None
-    return _external_model(client, retry, verdict, path, experiment_id)
+    return _external_model(client, retry, verdict, path, experiment_id, run_id)
 
 
-def _external_model(client, retry, verdict, path: Path, experiment_id: str) -> str:
-    """One external logged model per model file content in the experiment: found by its digest tag, else
-    created (READY, no artifacts)."""
+def _external_model(client, retry, verdict, path: Path, experiment_id: str, run_id: str) -> str:
+    """The gate run's external logged model of the file: found by its run tag (a later record into the run),
+    else created (READY, no artifacts, ``source_run_id`` the gate run)."""
     from mlflow.utils.mlflow_tags import MLFLOW_MODEL_IS_EXTERNAL
 
-    digest = file_digest(path)
-
     def find():
-        found = client.search_logged_models([experiment_id], filter_string=f"tags.`{MODEL_DIGEST_TAG}` = '{digest}'",
+        found = client.search_logged_models([experiment_id], filter_string=f"tags.`camgate.run_id` = '{run_id}'",
                                             max_results=1)
         return found[0].model_id if found else None
 
@@ -77,11 +77,10 @@ def _external_model(client, retry, verdict, path: Path, experiment_id: str) -> s
     if model_id:
         return model_id
     name = (verdict.model_name or path.stem or "model")[:200]
+    tags = {MODEL_DIGEST_TAG: file_digest(path), "camgate.model_path": str(path.resolve())[:5000],
+            "camgate.run_id": run_id, MLFLOW_MODEL_IS_EXTERNAL: "true"}
     created = retry.once("create a logged model for the audited file", client.create_logged_model, experiment_id,
-                         name=name, model_type="keras-classifier",
-                         tags={MODEL_DIGEST_TAG: digest, "camgate.model_path": str(path.resolve())[:5000],
-                               MLFLOW_MODEL_IS_EXTERNAL: "true"},
-                         landed=find)
+                         name=name, source_run_id=run_id, model_type="keras-classifier", tags=tags, landed=find)
     model_id = created if isinstance(created, str) else created.model_id
     retry("finalize the logged model", client.finalize_logged_model, model_id, "READY")
     return model_id
