@@ -53,7 +53,8 @@ def audited_model_id(client, retry, verdict, version, experiment_id: str, run_id
     if version is not None:
         found = retry(f"read model version {version.name}/{version.version}", client.get_model_version,
                       version.name, str(version.version))
-        return getattr(found, "model_id", None) or None
+        source = parse_model_uri(str(found.source or ""))  # MLflow 3.17 leaves model_id empty: models:/m-...
+        return getattr(found, "model_id", None) or (source.model_id if source is not None else None)
     ref = parse_model_uri(str(verdict.model))
     if ref is not None:
         return ref.model_id
