@@ -139,9 +139,17 @@ def test_each_overlay_is_stored_once(gate):
 
     run = gate["run"]
     root = Path(run.info.artifact_uri.removeprefix("file://"))
-    files = [p for p in _all_artifacts(gate["client"], run.info.run_id) if p.endswith((".png", ".webp"))]
+    from PIL import Image
+
+    paths = _all_artifacts(gate["client"], run.info.run_id)
+    files = [p for p in paths if p.endswith(".png")]
     digests = [hashlib.sha256((root / p).read_bytes()).hexdigest() for p in files]
     assert len(files) >= 3 and len(set(digests)) == len(digests)
+    previews = [p for p in paths if p.startswith("camgate/previews/")]  # what the overlays table shows
+    assert len(previews) == len(files)
+    for preview in previews:
+        with Image.open(root / preview) as image:
+            assert max(image.size) <= 128
     for local, stored in gate["verdict"].tracking.get("overlay_artifacts", {}).items():
         assert stored in files and (gate["root"] / "report" / local).read_bytes() == (root / stored).read_bytes()
 
@@ -184,9 +192,10 @@ def test_samples_table_loads_back(gate, monkeypatch):
     assert {"worst", "typical", "atlas"} <= set(overlays["kind"])
     assert list(overlays.columns)[0] == "image"  # the image first, with few columns beside it
     paths = set(_all_artifacts(gate["client"], run_id))
-    for image in overlays["image"]:  # pointing at the one stored overlay file, not at a copy
-        assert image["type"] == "image" and image["filepath"] == image["compressed_filepath"]
-        assert image["filepath"].startswith("camgate/report/overlays/") and image["filepath"] in paths
+    for image in overlays["image"]:  # pointing at the one stored overlay file, shown as a 128-px preview
+        assert image["type"] == "image" and image["filepath"].startswith("camgate/report/overlays/")
+        assert image["filepath"] in paths and image["compressed_filepath"] in paths
+        assert image["compressed_filepath"] == f"camgate/previews/{Path(image['filepath']).stem}.webp"
     assert set(table["overlay"].dropna()) <= paths
 
     mlflow.set_tracking_uri(gate["uri"])

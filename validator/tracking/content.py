@@ -224,7 +224,9 @@ def log_tables(client, retry, run_id: str, verdict, token: str) -> None:
       interval, and the median and percentiles of continuous metrics;
     - ``camgate/samples.json``: one row per sample, with its overlay's artifact path;
     - ``camgate/overlays.json``: one row per overlay, its image cell pointing at the overlay file under
-      ``camgate/report/overlays/`` (uploaded once, by :func:`log_reports`).
+      ``camgate/report/overlays/`` (uploaded once, by :func:`log_reports`) and at a 128-px preview under
+      ``camgate/previews/`` that the table shows (MLflow 3.17 draws a cell image up to 144 px wide in a
+      ~134-px column: a full-size overlay loses its right edge, where a corner mark sits).
     """
     import pandas as pd
 
@@ -244,17 +246,39 @@ def log_tables(client, retry, run_id: str, verdict, token: str) -> None:
         if "sample_id" in frame:
             frame["overlay"] = [by_sample.get(s) for s in frame["sample_id"]]
         uploads.log_table(client, retry, run_id, frame, f"{ARTIFACT_DIR}/samples.json", token)
-    rows = []
+    rows, previews = [], {}
     for o in v.overlays:
         if o["path"] not in stored:
             continue
         file = stored[o["path"]]
-        # few columns, the image first: the UI divides the table's width between its columns
-        rows.append({"image": {"type": "image", "filepath": file, "compressed_filepath": file},
+        if file not in previews:
+            previews[file] = _log_preview(client, retry, run_id, Path(v.out_dir) / o["path"], file)
+        # few columns, the image first
+        rows.append({"image": {"type": "image", "filepath": file, "compressed_filepath": previews[file]},
                      "class_name": o.get("class_name") or "overall", "kind": o.get("kind"),
                      "rank": o.get("rank"), "lift": finite(o.get("lift")), "sample_id": o.get("sample_id")})
     if rows:
         uploads.log_table(client, retry, run_id, pd.DataFrame(rows), f"{ARTIFACT_DIR}/overlays.json", token)
+
+
+PREVIEW_SIZE = 128
+
+
+def _log_preview(client, retry, run_id: str, local: Path, stored: str) -> str:
+    """A ``PREVIEW_SIZE``-px WebP of the overlay at ``camgate/previews/<name>.webp`` (a fixed path: a retry
+    overwrites it); returns its artifact path, or the full image's if the overlay cannot be read."""
+    import tempfile
+
+    image = _open_png(local)
+    if image is None:
+        return stored
+    image.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE))
+    name = Path(stored).stem + ".webp"
+    with tempfile.TemporaryDirectory(prefix="camgate-preview-") as tmp:
+        image.save(Path(tmp) / name, quality=85)
+        retry(f"upload the preview {name}", client.log_artifact, run_id, str(Path(tmp) / name),
+              f"{ARTIFACT_DIR}/previews")
+    return f"{ARTIFACT_DIR}/previews/{name}"
 
 
 def overlay_artifacts(verdict) -> dict[str, str]:
