@@ -263,6 +263,24 @@ def test_full_detail_logs_every_aggregate_per_slice(gate):
         log_verdict(v, TrackingOptions(uri=gate["uri"], detail="everything"))
 
 
+def test_cli_mlflow_detail(gate, capsys):
+    from cli_helpers import run_cli
+
+    v, client = gate["verdict"], gate["client"]
+    counts = {}
+    for detail in ("summary", "full"):
+        out = gate["root"] / f"cli-{detail}"
+        result = run_cli(capsys, "audit", v.model, "--data", v.data, "--policy", gate["root"] / "policy.yaml",
+                         "--out", out, "--tracking-uri", gate["uri"], "--experiment", "cli-detail",
+                         "--mlflow-detail", detail, "-q")
+        assert result.exit_code == 0, result.err
+        run_id = json.loads((out / "verdict.json").read_text())["tracking"]["run_id"]
+        counts[detail] = set(client.get_run(run_id).data.metrics)
+    assert counts["summary"] < counts["full"] and len(counts["summary"]) <= 50
+    assert "lift_mean/class_disc_lo" in counts["full"] - counts["summary"]
+    assert run_cli(capsys, "audit", v.model, "--data", v.data, "--mlflow-detail", "all").exit_code == 2
+
+
 def test_nested_under_parent_run_id_and_active_run(gate):
     import mlflow
 
@@ -390,38 +408,42 @@ def default_audit(tmp_path_factory):
     return {"root": root, "verdict": verdict, "uri": f"sqlite:///{root / 'mlflow.db'}"}
 
 
-def _with_classes(verdict, n_classes: int, per_class: int = 30):
+def _with_classes(verdict, n_classes: int, per_class: int = 30, small: int = 0):
     """``verdict`` re-judged under its policy on its rows resampled into ``n_classes`` classes of ``per_class``
-    (cheap: the summary holds the policy's metrics only, 50 resamples)."""
+    (the last one of ``small`` rows when given: below min_per_class, NOT_JUDGED). Cheap: the summary holds
+    the policy's metrics only, 50 resamples."""
     import dataclasses
 
     from validator.policy import evaluate, gate_status, load_policy
     from validator.stats import summarize
 
     policy = load_policy(verdict.policy["content"])
-    n = n_classes * per_class
+    names = [f"k{i:03d}" for i in range(n_classes)]
+    sizes = dict.fromkeys(names, per_class) | ({names[-1]: small} if small else {})
+    n = sum(sizes.values())
     rows = np.random.default_rng(n_classes).integers(0, len(verdict.table["class_name"]), n)
     table = {k: np.asarray(col)[rows] for k, col in verdict.table.items()}
-    names = [f"k{i:03d}" for i in range(n_classes)]
-    table["class_name"] = np.repeat(names, per_class).astype(object)
+    table["class_name"] = np.array([c for c in names for _ in range(sizes[c])], dtype=object)
     table["sample_id"] = np.array([f"s{i:05d}" for i in range(n)], dtype=object)
     data = {"n_read": n, "n_skipped_read": 0, "n_selected": n, "n_skipped_selected": 0, "n_out_of_scope": 0,
-            "n_with_box": n, "available_per_class": dict.fromkeys(names, per_class)}
+            "n_with_box": n, "available_per_class": sizes}
     results = evaluate(policy, table, data_summary=data, seed=0)
     slices = {"overall": np.ones(n, bool)} | {f"class={c}": table["class_name"] == c for c in names}
     metrics = sorted({c.metric for c in policy.checks if c.metric in table} | {"lift", "correct"})
     summary = summarize(table, metrics=metrics, slices=slices, seed=0, n_resamples=50)
     status = gate_status(results)
+    not_judged = [c for c in names if sizes[c] < policy.sample.min_per_class]
     return dataclasses.replace(verdict, checks=[r.to_dict() for r in results], summary=summary, table=table,
                                status=status, exit_code={"PASS": 0, "WARN": 0, "FAIL": 1}.get(status, 4),
-                               sample={**verdict.sample, "class_names": names, "n_explained": n}, tracking={})
+                               sample={**verdict.sample, "class_names": names, "n_explained": n,
+                                       "not_judged_classes": not_judged}, tracking={})
 
 
 @pytest.mark.parametrize("n_classes", [3, 80])
 def test_metric_count_is_bounded_whatever_the_number_of_classes(default_audit, n_classes, monkeypatch):
     import mlflow
 
-    verdict = _with_classes(default_audit["verdict"], n_classes)
+    verdict = _with_classes(default_audit["verdict"], n_classes, small=3 if n_classes == 80 else 0)  # min_per_class: 5
     log_verdict(verdict, TrackingOptions(uri=default_audit["uri"], experiment=f"classes-{n_classes}"))
     client = mlflow.MlflowClient(default_audit["uri"])
     run = client.get_run(verdict.tracking["run_id"])
@@ -434,6 +456,9 @@ def test_metric_count_is_bounded_whatever_the_number_of_classes(default_audit, n
                                                                               "lift_mean/overall"}
     class_rows = [c for c in verdict.checks if c["check_id"] == "class-object-heat"]
     assert len(class_rows) == n_classes
+    if n_classes == 80:  # the small class: NOT_JUDGED, named in a tag, not counted as failing
+        assert run.data.tags["camgate.not_judged_classes"] == "k079"
+        assert [c["outcome"] for c in class_rows if c["slice"] == "class=k079"] == ["NOT_JUDGED"]
     assert metrics["check/class-object-heat/failing_slices"] == sum(
         c["outcome"] in ("WARN", "FAIL", "INCONCLUSIVE") for c in class_rows)
     assert run.info.run_name.startswith(f"{verdict.status} · tiny · default v")

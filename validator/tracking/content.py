@@ -104,6 +104,7 @@ def tags(verdict, version, extra_tags: dict, describe: bool) -> dict[str, str]:
         "camgate.model": str(v.model),
         "camgate.failed_checks": ", ".join(failed),
         "camgate.warned_checks": ", ".join(warned),
+        "camgate.not_judged_classes": ", ".join(map(str, (v.sample or {}).get("not_judged_classes") or [])),
     }
     if v.error:
         values["camgate.error"] = v.error
