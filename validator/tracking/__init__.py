@@ -27,7 +27,8 @@ ever creating a second run or a second metric point for one record.
 The pieces, each importing only those below it:
 
 - :mod:`validator.tracking.record`: which store and run (created exactly once), the order of the writes;
-- :mod:`validator.tracking.content`: what the run holds (metrics, params, tags, tables, images, reports);
+- :mod:`validator.tracking.content`: what the run holds (metrics, params, tags, inputs, images, reports);
+- :mod:`validator.tracking.tables`: the tables (checks, slices, samples, overlays) and each overlay's one copy;
 - :mod:`validator.tracking.registry`: the audited model's link and tags, model-version tags, promote-on-PASS;
 - :mod:`validator.tracking.uploads`: keyed images and tables in MLflow's formats, uploaded idempotently;
 - :mod:`validator.tracking.names`: metric names, image keys, ``record_metrics``, ``summary_metrics`` (pure);
