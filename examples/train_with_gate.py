@@ -1,7 +1,7 @@
 """A training script with the gate built in: MLflow run + CamGateCallback.
 
 The callback audits the model being trained on an annotated held-out set after every epoch (metrics logged
-with step=epoch, so the MLflow UI draws lift and corner heat over training) and once more at the end, where
+with step=epoch, so the MLflow UI draws lift and each check's value, corner heat included, over training) and once more at the end, where
 its verdict decides whether this script exits 0. Run:
 
     python examples/train_with_gate.py [--epochs 8] [--tracking-uri sqlite:///mlflow.db]

@@ -79,7 +79,9 @@ def test_gate_metrics_logged_into_the_training_run_with_steps(training, tracking
     logged = client.get_run(run.info.run_id)
     assert logged.data.tags["camgate.status"] == "PASS"
     assert logged.data.params["seed"] == "0" and logged.data.params["camgate.seed"] == "0"
-    assert logged.info.status == "FINISHED"
+    assert logged.info.status == "FINISHED" and logged.info.run_name == "train"  # the training run keeps its name
+    assert all(h["metrics"]["check/dead-maps/pass"] == 1.0 for h in gate.history)
+    assert len(logged.data.metrics) <= 50 + 2  # the gate's bounded set beside the training's loss and accuracy
     paths = [f.path for f in client.list_artifacts(run.info.run_id, "camgate")]
     assert "camgate/verdict.json" in paths
     assert client.search_runs([logged.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'") == []
@@ -101,6 +103,7 @@ def test_nested_gate_run_and_fail_training(training, tracking_uri):
     child = client.get_run(child_id)
     assert child.data.tags["mlflow.parentRunId"] == run.info.run_id
     assert child.data.tags["camgate.status"] == "FAIL" and child.info.status == "FINISHED"
+    assert child.info.run_name.startswith("FAIL · ")  # named after the final verdict
     assert [m.step for m in client.get_metric_history(child_id, "lift_mean/overall")] == [0, 1]
 
 

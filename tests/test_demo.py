@@ -27,6 +27,9 @@ def test_demo_fails_every_shortcut_passes_clean_and_logs_runs(tmp_path, capsys, 
     client = mlflow.tracking.MlflowClient(uri)
     experiment = client.get_experiment_by_name("camgate-demo")
     runs = client.search_runs([experiment.experiment_id])
-    statuses = {r.data.tags["mlflow.runName"]: r.data.tags["camgate.status"] for r in runs}
+    statuses = {r.data.tags["camgate.run_label"]: r.data.tags["camgate.status"] for r in runs}
     assert statuses["demo-weather"] == "FAIL" and statuses["demo-clean"] in ("PASS", "WARN")
     assert len(runs) == 4
+    for r in runs:  # the verdict leads the run name; the record is bounded
+        assert r.info.run_name == f"{r.data.tags['camgate.status']} · {r.data.tags['camgate.run_label']}"
+        assert len(r.data.metrics) <= 50

@@ -157,7 +157,8 @@ class FaultProxy:
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory):
     """One audit recorded through the proxy while it loses the answer to (or drops) the requests that
-    create the experiment and the run, log the first metric batch, upload a keyed image and the tables."""
+    create the experiment, the run and the audited file's logged model, log the first metric batch, link the
+    model to the run, upload an overlay and the tables."""
     from test_mlflow_server import MlflowServer
 
     from validator._tf import keras
@@ -178,7 +179,9 @@ def faulty(tmp_path_factory):
         "experiment": proxy.fail("POST", r"/experiments/create$", "lost"),
         "run": proxy.fail("POST", r"/runs/create$", "lost"),
         "metrics": proxy.fail("POST", r"/runs/log-batch$", "lost", body=METRIC_BATCH),
-        "image": proxy.fail("PUT", r"/artifacts/images/overlays~class_disc~worst_0\+step\+0\+.*\.png$", "drop"),
+        "model": proxy.fail("POST", r"/logged-models$", "lost"),
+        "link": proxy.fail("POST", r"/runs/log-inputs$", "lost", body=r'"models"'),
+        "overlay": proxy.fail("PUT", r"/artifacts/camgate/report/overlays/worst_disc_0_[^/]*\.png$", "drop"),
         "samples": proxy.fail("PUT", r"/artifacts/camgate/samples\.json$", "lost"),
         "overlays": proxy.fail("PUT", r"/artifacts/camgate/overlays\.json$", "drop"),
     }
@@ -233,19 +236,27 @@ def test_lost_metric_batch_is_detected_not_resent_nor_duplicated(faulty):
 
 
 @pytest.mark.server
-def test_retried_keyed_image_upload_does_not_duplicate_the_image(faulty):
+def test_retried_overlay_upload_stores_it_once(faulty):
     verdict, client = _recorded(faulty), faulty["client"]
     run_id = verdict.tracking["run_id"]
-    images = [f.path for f in client.list_artifacts(run_id, "images")]
-    for overlay in verdict.overlays:
-        if overlay.get("kind") == "atlas":
-            continue
-        from validator.tracking.content import overlay_key
+    stored = [f.path for f in client.list_artifacts(run_id, "camgate/report/overlays")]
+    worst = [p for p in stored if Path(p).name.startswith("worst_disc_0_")]
+    assert len(worst) == 1  # the dropped upload was retried to the same path
+    assert len(stored) == len(set(stored)) == len(verdict.overlays) - len(verdict.tracking.get("overlay_artifacts", {}))
+    assert not client.list_artifacts(run_id, "images")  # no keyed-image copy of a full record's overlays
 
-        key = overlay_key(overlay).replace("/", "~") + "+step+0+"  # cluster examples carry their cluster
-        pngs = [p for p in images if p.startswith(f"images/{key}") and p.endswith(".png")]
-        assert len(pngs) == 1, (key, pngs)  # the dropped upload was retried to the same path
-    assert client.get_run(run_id).data.tags["mlflow.loggedImages"] == "True"
+
+@pytest.mark.server
+def test_lost_logged_model_answers_make_one_model_linked_once(faulty):
+    verdict, client, proxy = _recorded(faulty), faulty["client"], faulty["proxy"]
+    run_id = verdict.tracking["run_id"]
+    models = client.search_logged_models([verdict.tracking["experiment_id"]],
+                                         filter_string=f"tags.`camgate.run_id` = '{run_id}'")
+    assert [m.model_id for m in models] == [verdict.tracking["model_id"]]  # found again, not created twice
+    assert proxy.count("POST", r"/logged-models$") == 1
+    assert [m.model_id for m in client.get_run(run_id).inputs.model_inputs] == [verdict.tracking["model_id"]]
+    assert proxy.count("POST", r"/runs/log-inputs$", body=r'"models"') == 1  # its lost answer was checked
+    assert models[0].tags["camgate.status"] == "PASS" and models[0].source_run_id == run_id
 
 
 @pytest.mark.server
@@ -265,8 +276,9 @@ def test_retried_table_upload_does_not_append_the_table_to_itself(faulty):
     assert len(overlays) == len(verdict.overlays)
     listed = json.loads(client.get_run(run_id).data.tags["mlflow.loggedArtifacts"])
     assert {"path": "camgate/samples.json", "type": "table"} in listed
-    table_images = {f.path for f in client.list_artifacts(run_id, "table_images/camgate/overlays")}
-    assert len([p for p in table_images if p.endswith(".png")]) == len(verdict.overlays)
+    assert listed.count({"path": "camgate/overlays.json", "type": "table"}) == 1
+    assert not client.list_artifacts(run_id, "table_images")  # the image cells point at the overlay files
+    assert all(cell["filepath"].startswith("camgate/report/overlays/") for cell in overlays["image"])
 
 
 # ------------------------------------------------------------------------------ classification by type
@@ -494,7 +506,7 @@ def test_tracking_is_split_with_one_way_imports():
     assert package.is_dir() and not (REPO / "validator" / "tracking.py").exists()
     plumbing = _validator_imports(REPO / "validator" / "mlflow_plumbing.py")
     assert plumbing <= {"validator.errors"}, plumbing  # a leaf
-    rank = ["names", "options", "uploads", "registry", "content", "record"]  # each may import only those before it
+    rank = ["names", "options", "uploads", "registry", "tables", "content", "record"]  # each imports only earlier ones
     for i, name in enumerate(rank):
         imports = _validator_imports(package / f"{name}.py")
         inside = {m.removeprefix("validator.tracking.") for m in imports if m.startswith("validator.tracking.")}

@@ -22,6 +22,9 @@ sample: {max_samples: 24, seed: 0, min_samples: 10, min_per_class: 5}
 checks:
   - {id: dead-maps, metric: dead, aggregate: rate, bound: point, max: 1.0, severity: fail}
 """
+# the same plus a check no model meets: the second audit FAILs
+FAIL_POLICY = POLICY.replace("browser-pass", "browser-fail") + (
+    "  - {id: impossible-heat, metric: lift, aggregate: mean, bound: lower, min: 1000, severity: fail}\n")
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +54,15 @@ def gate_on_server(chromium, tmp_path_factory):
         model = root / "reviewed.keras"
         build_small_cnn(64, 2).save(model)
         (root / "policy.yaml").write_text(POLICY)
+        (root / "fail.yaml").write_text(FAIL_POLICY)
         verdict = audit(model, data.coco_path, policy=root / "policy.yaml", out=root / "report",
                         tracking=TrackingOptions(uri=server.url, experiment="review", retry_seconds=240))
         assert verdict.status == "PASS", f"{verdict.error}\n{server.tail()}"
+        failed = audit(model, data.coco_path, policy=root / "fail.yaml", out=root / "report-fail",
+                       tracking=TrackingOptions(uri=server.url, experiment="review", retry_seconds=60))
+        assert failed.status == "FAIL", f"{failed.error}\n{server.tail()}"
         server.wait()
-        yield {"root": root, "server": server, "verdict": verdict}
+        yield {"root": root, "server": server, "verdict": verdict, "failed": failed}
     finally:
         server.stop()
 
@@ -95,3 +102,29 @@ def test_run_page_lists_status_tag_and_overlay_artifact(chromium, gate_on_server
     page = browse(chromium, f"{run_url}/artifacts/{artifact}", root / "profile-artifacts")
     assert Path(worst["path"]).name in page  # the overlay is listed (and selected) in the artifact browser
     assert "<img" in page
+
+
+def test_runs_table_shows_the_verdict_dataset_and_model(chromium, gate_on_server):
+    """The experiment's runs table as it opens, no column configured: the run name carries the verdict, the
+    Dataset column names the held-out set, the Models column the audited model file."""
+    import re
+
+    from PIL import Image
+
+    root, server = gate_on_server["root"], gate_on_server["server"]
+    passed, failed = gate_on_server["verdict"], gate_on_server["failed"]
+    url = f"{server.url}/#/experiments/{passed.tracking['experiment_id']}/runs"
+    screenshot = root / "runs-table.png"
+    page = browse(chromium, url, root / "profile-runs", screenshot=screenshot)
+    cells = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<a[^>]*>.*?</a>", page)]  # link texts
+    assert "PASS · reviewed · browser-pass v1" in cells, cells[:40]
+    assert "FAIL · reviewed · browser-fail v1" in cells, cells[:40]
+    # Dataset column: name (digest) of the held-out set; Models column: each run's logged model of the file
+    assert len(re.findall(r'title="data/annotations\.json \([0-9a-f]{16}\)"', page)) == 2
+    for v in (passed, failed):
+        assert re.search(rf'href="[^"]*/models/{v.tracking["model_id"]}"[^>]*>reviewed</a>', page), v.tracking
+    with Image.open(screenshot) as image:
+        image.load()
+        low, high = image.convert("L").getextrema()
+    assert high - low > 100
+    assert failed.tracking["run_id"] != passed.tracking["run_id"]

@@ -119,13 +119,24 @@ def test_alias_moves_only_for_the_passing_version(registry, capsys, monkeypatch)
     assert v2["tracking"]["baseline_version"] == {"name": "shapes", "version": "1"}
 
     for version, status, verdict in (("1", "PASS", v1), ("2", "FAIL", v2)):
-        tags = client.get_model_version("shapes", version).tags
+        model_version = client.get_model_version("shapes", version)
+        tags = model_version.tags
         assert tags["camgate.status"] == status
         assert tags["camgate.run_id"] == verdict["tracking"]["run_id"]
         assert tags["camgate.policy_hash"] == verdict["policy"]["hash"]
         run = client.get_run(verdict["tracking"]["run_id"])
         assert run.data.tags["camgate.model_version"] == f"shapes/{version}"
-        assert run.info.run_name == f"camgate-shapes-v{version}"
+        policy = "registry-pass" if status == "PASS" else "registry-strict"
+        assert run.info.run_name == f"{status} · shapes-v{version} · {policy} v1"
+        # the version's MLflow 3 logged model: an input of the gate run, tagged like the version
+        model_id = parse_model_uri(model_version.source).model_id  # MLflow 3.17 leaves .model_id empty
+        assert model_id and verdict["tracking"]["model_id"] == model_id
+        assert [m.model_id for m in run.inputs.model_inputs] == [model_id]
+        assert len(run.inputs.dataset_inputs) == 1
+    # several gate runs link the same logged model: it carries the latest verdict
+    logged = client.get_logged_model(v2["tracking"]["model_id"])
+    assert logged.tags["camgate.status"] == "FAIL" and logged.tags["camgate.run_id"] == v2["tracking"]["run_id"]
+    assert "impossible-heat" in logged.tags["camgate.failed_checks"]
 
     # Audited by alias under the passing policy: version 2 passes now and takes the alias.
     client.set_registered_model_alias("shapes", "candidate", "2")
@@ -181,4 +192,5 @@ def test_mlflow_evaluate_runs_the_gate(registry, monkeypatch):
     assert logged.data.tags["camgate.status"] == "PASS"
     assert logged.data.tags["camgate.source"] == "mlflow.evaluate"
     assert logged.data.metrics["lift_mean/overall"] == pytest.approx(result.metrics["lift_mean/overall"])
+    assert set(result.metrics) <= set(logged.data.metrics) and len(logged.data.metrics) <= 50
     assert (registry["root"] / "eval" / "verdict.json").exists()

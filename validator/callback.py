@@ -9,7 +9,7 @@
     with mlflow.start_run():
         model.fit(x, y, epochs=10, callbacks=[gate])
     print(gate.verdict.status)           # the audit at the end of training
-    print([h["metrics"]["lift_mean/overall"] for h in gate.history])
+    print([h["metrics"]["check/object-heat/value"] for h in gate.history])
 
 Where it logs (``tracking=``): by default, into the **active run itself** (the training run): the gate
 metrics sit next to the loss with ``step=epoch`` (0-based, like ``mlflow.keras.autolog``), the final record
@@ -33,7 +33,7 @@ from dataclasses import fields, replace
 
 from validator._tf import keras
 from validator.errors import CamgateError, UsageError
-from validator.tracking import TrackingOptions, summary_metrics
+from validator.tracking import TrackingOptions, record_metrics
 
 _DEFAULT = object()
 #: The callback's own keywords (``tracking`` too: one TrackingOptions for every audit of the training).
@@ -142,7 +142,8 @@ class CamGateCallback(keras.callbacks.Callback):
         if run_id and self._run_id is None:
             self._run_id, self._uri = run_id, verdict.tracking.get("uri")
             self._owns_run = bool(verdict.tracking.get("created_run"))
-        metrics = summary_metrics(verdict) if verdict.summary else {}
+        detail = self.tracking.detail if self.tracking is not None else "summary"
+        metrics = record_metrics(verdict, detail) if verdict.summary else {}
         self.history.append({"epoch": epoch, "final": record == "full", "status": verdict.status,
                              "ok": verdict.ok, "metrics": metrics, "run_id": run_id})
         return verdict

@@ -293,11 +293,17 @@ def tracking_options(f):
         _opt("--no-mlflow", is_flag=True, section=MLFLOW, help="Do not log to MLflow (local reports only)."),
         _opt("--experiment", default="camgate", show_default=True, callback=_non_empty, section=MLFLOW,
              help="MLflow experiment name."),
-        _opt("--run-name", callback=_non_empty, section=MLFLOW, help="MLflow run name (default: camgate-<model>)."),
+        _opt("--run-name", callback=_non_empty, section=MLFLOW,
+             help="MLflow run name after the verdict, which always leads it (default: '<model> · <policy> v<N>')."),
         _opt("--parent-run-id", callback=_run_id, section=MLFLOW,
              help="Nest the gate run under this MLflow run (e.g. the training run)."),
         _opt("--promote", metavar="ALIAS", callback=_alias, section=MLFLOW,
              help="On PASS, move this registry alias to the audited model version (letters, digits, _ or -)."),
+        _opt("--mlflow-detail", type=click.Choice(["summary", "full"]), default="summary", show_default=True,
+             metavar="LEVEL", section=MLFLOW, expose_value=False,
+             callback=lambda ctx, _p, value: ctx.meta.__setitem__("camgate.mlflow_detail", value),
+             help="summary: per check its value, threshold and pass (at most ~50 metrics); full: also every "
+             "aggregate of every slice."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -442,7 +448,7 @@ def _tracking(tracking_uri, experiment, run_name, parent_run_id, promote):
     from validator.tracking import TrackingOptions
 
     return TrackingOptions(uri=tracking_uri, experiment=experiment, run_name=run_name, parent_run_id=parent_run_id,
-                           promote=promote)
+                           promote=promote, detail=click.get_current_context().meta.get("camgate.mlflow_detail", "summary"))
 
 
 def _refuse_shard_conflicts(shard, backend, **tracking) -> None:

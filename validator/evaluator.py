@@ -8,20 +8,22 @@
         "models:/shapes/3", data=frame, targets="label", model_type="classifier",
         evaluators="camgate", evaluator_config={"policy": "policy.yaml", "out": "camgate-report/eval"},
     )
-    result.metrics["gate/ok"]      # 1.0 on a pass; every gate metric is in result.metrics
+    result.metrics["gate/ok"]      # 1.0 on a pass; the gate's metrics (as logged) are in result.metrics
 
 MLflow 3's ``evaluate`` needs ``model_type`` (or ``extra_metrics``) and, for ``"classifier"``, ``targets``:
 pass ``targets="label"``. The DataFrame is written as a CSV manifest (image, label, xmin, ymin, xmax, ymax;
 relative image paths are resolved against the working folder or ``evaluator_config["images"]``), the Keras
 model is taken from the pyfunc wrapper MLflow loaded, and the audit logs into the evaluation run. The
-result's metrics are the gate's; its artifacts are the run's ``camgate/`` files. The gate verdict does not
-raise: check ``result.metrics["gate/ok"]`` (or the run's ``camgate.status`` tag).
+result's metrics are those the gate logged (per check, bounded; MLflow logs them again to the evaluated
+logged model); its artifacts are the run's ``camgate/`` files. The gate verdict does not raise: check
+``result.metrics["gate/ok"]`` (or the run's ``camgate.status`` tag).
 
 ``evaluator_config`` keys: ``policy``, ``out`` and any :func:`validator.gate.audit` option (``method``,
 ``layer``, ``preprocess``, ``classes``, ``max_samples``, ``seed``, ``batch_size``, ``trust_model``,
-``images``, ``fail_on``, ``baseline``), plus ``promote`` (ignored here: evaluate gives no registry version)
-and ``columns`` (a mapping from the six column names to yours). Any other key is refused (a typo would
-otherwise be ignored silently), with the closest valid key in the message.
+``images``, ``fail_on``, ``baseline``), plus ``promote`` (ignored here: evaluate gives no registry version),
+``mlflow_detail`` (``"summary"``, or ``"full"``: every aggregate of every slice as a metric too) and
+``columns`` (a mapping from the six column names to yours). Any other key is refused (a typo would otherwise
+be ignored silently), with the closest valid key in the message.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from mlflow.models.evaluation.base import EvaluationResult, ModelEvaluator
 
 COLUMNS = ("image", "label", "xmin", "ymin", "xmax", "ymax")
 #: evaluator_config keys of the evaluator itself; every other key is an audit() option (AuditOptions field)
-_OWN_KEYS = ("policy", "out", "columns", "images", "promote")
+_OWN_KEYS = ("policy", "out", "columns", "images", "promote", "mlflow_detail")
 #: AuditOptions fields the evaluator sets itself (or that make no sense in a config dict)
 _NOT_CONFIGURABLE = ("format", "tracking", "progress")
 
@@ -66,7 +68,7 @@ class CamGateEvaluator(ModelEvaluator):
         import mlflow
 
         from validator.gate import audit
-        from validator.tracking import TrackingOptions, summary_metrics
+        from validator.tracking import TrackingOptions, record_metrics
 
         config = dict(evaluator_config or {})
         check_config(config)
@@ -80,11 +82,12 @@ class CamGateEvaluator(ModelEvaluator):
             tags = {"camgate.source": "mlflow.evaluate"}
             if kwargs.get("model_id"):
                 tags["camgate.model_id"] = str(kwargs["model_id"])  # the logged model MLflow evaluated
+            detail = config.get("mlflow_detail") or "summary"
             tracking = TrackingOptions(uri=mlflow.get_tracking_uri(), run_id=run_id, finish_run=False,
-                                       extra_tags=tags)
+                                       extra_tags=tags, detail=detail)
             verdict = audit(keras_model, manifest, policy=config.get("policy"), out=config.get("out"),
                             format="csv", tracking=tracking, **options)
-        metrics = summary_metrics(verdict) if verdict.summary else {}
+        metrics = record_metrics(verdict, detail) if verdict.summary else {}
         metrics.update({"gate/ok": 1.0 if verdict.ok else 0.0})
         return EvaluationResult(metrics=metrics, artifacts={}, run_id=run_id)
 

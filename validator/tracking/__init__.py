@@ -2,17 +2,23 @@
 
 What a gate run holds (see docs/mlflow.md):
 
+- the run name leads with the verdict (``FAIL · shapes-v3 · default v3``), the column every runs table shows;
 - params ``camgate.*``: model, method, layer, preprocess, policy name/version/hash, sample size, seed, ...
-- metrics: every aggregate of ``verdict.summary`` as ``<metric>_<aggregate>/<slice>`` with its 95% interval
-  as ``<metric>_<aggregate>/<slice>_lo`` and ``..._hi`` (slices ``overall`` and ``class_<name>``: MLflow
-  metric names cannot contain ``=``; a class aggregate a check judged holds the judged interval and its level
-  as ``..._level``), ``n_samples/<slice>``, and ``gate/ok``, ``gate/status_code``, ...
+- metrics, bounded by the policy whatever the number of classes (at most ~50 for the shipped policies): per
+  check ``check/<id>/value`` (the compared value, the worst slice's), ``check/<id>/threshold``,
+  ``check/<id>/pass`` and, over several slices, ``check/<id>/failing_slices``; ``gate/ok``,
+  ``gate/status_code``, ``lift_mean/overall``. ``TrackingOptions(detail="full")`` (``--mlflow-detail full``)
+  adds every aggregate of ``verdict.summary`` as ``<metric>_<aggregate>/<slice>`` with ``_lo``/``_hi``
+  (``_level`` where a class check judged another level), ``n_samples/<slice>`` and the other ``gate/*``;
 - tags ``camgate.status``, ``camgate.policy``, ``camgate.version``, ... and the run description (the
   Markdown summary);
-- artifacts ``camgate/verdict.json`` and ``camgate/policy.yaml`` (``log_dict``), ``camgate/samples.json``
-  (a table, one row per sample), ``camgate/overlays.json`` (a table with the overlay images), every local
-  report file under ``camgate/report/``, and the overlays and atlases as keyed images
-  (``overlays/class_<name>/worst_0``, ``atlas/overall``) that the UI shows with a step slider.
+- inputs: the held-out set as a dataset (context ``eval``), the audited model as an MLflow 3 logged model
+  (a registry version's, or an external one for a model file), tagged with the gate's status like the version;
+- artifacts ``camgate/verdict.json`` and ``camgate/policy.yaml`` (``log_dict``), the tables
+  ``camgate/checks.json`` (check x slice), ``camgate/slices.json`` (slice x metric statistics),
+  ``camgate/samples.json`` (one row per sample) and ``camgate/overlays.json`` (pointing at the overlay files),
+  and every local report file under ``camgate/report/`` (each overlay stored once); checkpoint records (the
+  Keras callback's epochs) log the overlays as keyed images with a step slider instead.
 
 A gate that could not record is not a pass: any failure to log raises :class:`TrackingError` (exit 3)
 naming the tracking URI, after retrying transient errors with backoff within a short total budget, without
@@ -21,10 +27,11 @@ ever creating a second run or a second metric point for one record.
 The pieces, each importing only those below it:
 
 - :mod:`validator.tracking.record`: which store and run (created exactly once), the order of the writes;
-- :mod:`validator.tracking.content`: what the run holds (metrics, params, tags, tables, images, reports);
-- :mod:`validator.tracking.registry`: model-version tags and promote-on-PASS;
+- :mod:`validator.tracking.content`: what the run holds (metrics, params, tags, inputs, images, reports);
+- :mod:`validator.tracking.tables`: the tables (checks, slices, samples, overlays) and each overlay's one copy;
+- :mod:`validator.tracking.registry`: the audited model's link and tags, model-version tags, promote-on-PASS;
 - :mod:`validator.tracking.uploads`: keyed images and tables in MLflow's formats, uploaded idempotently;
-- :mod:`validator.tracking.names`: metric names, image keys, ``summary_metrics`` (pure);
+- :mod:`validator.tracking.names`: metric names, image keys, ``record_metrics``, ``summary_metrics`` (pure);
 - :mod:`validator.tracking.options`: :class:`TrackingOptions`;
 - :mod:`validator.mlflow_plumbing`: tracking URI, ``quiet_mlflow``, error classification, retries (a leaf).
 """
@@ -42,10 +49,12 @@ from validator.mlflow_plumbing import (
 )
 from validator.tracking.content import ARTIFACT_DIR, GATE_RUN_TAG
 from validator.tracking.names import (
+    DETAIL_MODES,
     STATUS_CODES,
     gate_metrics,
     image_key,
     metric_name,
+    record_metrics,
     slice_token,
     summary_metrics,
 )
@@ -61,7 +70,8 @@ def log_verdict(verdict, options: TrackingOptions | None = None) -> dict:
         return GateRecord(verdict, options).run()
 
 
-__all__ = ["TrackingOptions", "log_verdict", "resolve_tracking_uri", "summary_metrics", "gate_metrics",
+__all__ = ["TrackingOptions", "log_verdict", "resolve_tracking_uri", "record_metrics", "summary_metrics",
+           "gate_metrics", "DETAIL_MODES",
            "metric_name", "slice_token", "image_key", "DEFAULT_URI", "quiet_mlflow", "is_transient",
            "STATUS_CODES", "ARTIFACT_DIR", "ATTEMPT_TAG", "GATE_RUN_TAG", "RETRY_ENV", "DEFAULT_RETRY_SECONDS",
            "REQUEST_TIMEOUT_SECONDS"]

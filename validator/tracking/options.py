@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from validator.errors import UsageError
 from validator.mlflow_plumbing import retry_budget
+from validator.tracking.names import DETAIL_MODES
 
 RECORD_MODES = ("full", "metrics")
 _ALIAS_OK = re.compile(r"^[\w\-]+$")
@@ -24,6 +25,9 @@ class TrackingOptions:
     every metric (the epoch, for the Keras callback). ``record``: ``"full"`` or ``"metrics"`` (metrics and
     keyed images only, for checkpoints during training). ``finish_run``: end the run afterwards (default:
     only a run this call created, on a full record). ``retry_seconds``: total backoff on transient errors.
+    ``detail``: ``"summary"`` (default: per check its value, threshold and pass, a few headline numbers, at
+    most ~50 metrics whatever the number of classes; per-slice statistics as tables) or ``"full"`` (also
+    every aggregate of every slice as a metric, thousands for many classes: ``--mlflow-detail full``).
     """
 
     uri: str | None = None
@@ -38,6 +42,7 @@ class TrackingOptions:
     finish_run: bool | None = None
     retry_seconds: float | None = None
     extra_tags: dict = field(default_factory=dict)
+    detail: str = "summary"
 
     def budget(self) -> float:
         return retry_budget(self.retry_seconds)
@@ -46,6 +51,9 @@ class TrackingOptions:
         """Raise :class:`UsageError` for a record mode or promotion alias MLflow would refuse (or misread)."""
         if self.record not in RECORD_MODES:
             raise UsageError(f"TrackingOptions.record must be 'full' or 'metrics', got {self.record!r}")
+        if self.detail not in DETAIL_MODES:
+            raise UsageError(f"TrackingOptions.detail (--mlflow-detail) must be 'summary' or 'full', "
+                             f"got {self.detail!r}")
         alias = self.promote
         if alias is not None and (not _ALIAS_OK.match(alias) or alias.lower() == "latest"
                                   or re.fullmatch(r"[vV]\d+", alias)):
@@ -53,4 +61,4 @@ class TrackingOptions:
                              "not 'latest' nor v<number>")
 
 
-__all__ = ["TrackingOptions", "RECORD_MODES"]
+__all__ = ["TrackingOptions", "RECORD_MODES", "DETAIL_MODES"]

@@ -4,7 +4,11 @@ The run is created once: it carries a client-generated tag ``camgate.attempt_id`
 ``create_run`` the experiment is searched for that tag before anything is created again; an experiment is
 created once the same way (looked up by name after a failure). What the run then holds is written by
 :mod:`validator.tracking.content` (metric batches checked before a retry, everything else idempotent) and
-:mod:`validator.tracking.registry` (version tags, promote-on-PASS last).
+:mod:`validator.tracking.registry` (the audited model's link and tags, version tags, promote-on-PASS last).
+
+A run camgate created is named after its verdict (``FAIL · shapes-v3 · default v3``): the run name is the one
+column every MLflow runs table shows. A later record into it (the Keras callback's final audit) renames it;
+a run camgate did not create (a training run) keeps its name.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ import contextlib
 import io
 import time
 import uuid
-from pathlib import Path
 
 from validator.errors import TrackingError
 from validator.mlflow_plumbing import (
@@ -24,8 +27,8 @@ from validator.mlflow_plumbing import (
     sqlite_artifact_location,
 )
 from validator.tracking import content, registry
-from validator.tracking.content import GATE_RUN_TAG
-from validator.tracking.names import summary_metrics
+from validator.tracking.content import GATE_RUN_TAG, RUN_LABEL_TAG
+from validator.tracking.names import record_metrics
 from validator.tracking.options import TrackingOptions
 
 # The MLflow 3 UI shows an experiment without this tag as a GenAI one ("Evaluation runs"); gates are model runs.
@@ -44,6 +47,7 @@ class GateRecord:
         self.timestamp = int(time.time() * 1000)  # of every metric point and keyed image of this record
         self.created = False
         self.run_id: str | None = None
+        self.experiment_id: str | None = None
         self.existing_tags: dict[str, str] = {}
         self.existing_params: dict[str, str] = {}
         self.version = None
@@ -95,6 +99,7 @@ class GateRecord:
             else:
                 experiment_id = self._experiment_id(opts.experiment)
             self.run_id = self._create_run(experiment_id, parent)
+        self.experiment_id = experiment_id
         experiment = call("read the experiment", client.get_experiment, experiment_id)
         self.verdict.tracking.update({
             "uri": self.uri,
@@ -136,11 +141,13 @@ class GateRecord:
         tags = {}
         with contextlib.suppress(Exception):
             tags = resolve_tags({})
+        label = content.run_label(self.verdict, self.options.run_name)
         tags[GATE_RUN_TAG] = "true"
         tags[ATTEMPT_TAG] = self.attempt_id
+        tags[RUN_LABEL_TAG] = label
         if parent:
             tags[MLFLOW_PARENT_RUN_ID] = parent
-        name = self.options.run_name or self._default_run_name()
+        name = content.run_name(self.verdict.status, label)
 
         def created_anyway():
             found = self.client.search_runs([experiment_id], filter_string=f"tags.`{ATTEMPT_TAG}` = '{self.attempt_id}'",
@@ -152,16 +159,6 @@ class GateRecord:
         self.created = True
         return run.info.run_id
 
-    def _default_run_name(self) -> str:
-        from validator.mlflow_models import parse_model_uri
-
-        ref = parse_model_uri(str(self.verdict.model))
-        if ref is not None and ref.name:
-            label = ref.name + (f"-v{ref.version}" if ref.version else f"@{ref.alias}" if ref.alias else "")
-        else:
-            label = self.verdict.model_name or Path(str(self.verdict.model)).stem or "model"
-        return f"camgate-{label}"
-
     def _abandon(self) -> None:
         """Best effort, no retries: mark a run this call created as FAILED so it does not stay RUNNING."""
         if self.created and self.run_id is not None:
@@ -172,11 +169,12 @@ class GateRecord:
     # ---- content
     def _record(self) -> None:
         v, opts, client, retry, run_id = self.verdict, self.options, self.client, self.retry, self.run_id
-        content.log_metrics(client, retry, run_id, summary_metrics(v), self.timestamp, self.step)
-        content.log_images(client, retry, run_id, v, self.step, self.timestamp, self.attempt_id)
-        if opts.record == "metrics":
+        if opts.record == "metrics":  # a checkpoint: metrics and keyed images (its reports are temporary)
+            content.log_metrics(client, retry, run_id, record_metrics(v, opts.detail), self.timestamp, self.step)
+            content.log_images(client, retry, run_id, v, self.step, self.timestamp, self.attempt_id)
             content.log_tags(client, retry, run_id, {"camgate.status": v.status,
                                                      "camgate.version": content.camgate_version()})
+            self._rename()
             self._finish()
             return
         from validator.mlflow_models import registered_version
@@ -189,18 +187,35 @@ class GateRecord:
             v.tracking["model_version"] = {"name": self.version.name, "version": str(self.version.version)}
         if baseline is not None:
             v.tracking["baseline_version"] = {"name": baseline.name, "version": str(baseline.version)}
+        model_id = registry.audited_model_id(client, retry, v, self.version, self.experiment_id, run_id)
+        if model_id:
+            v.tracking["model_id"] = model_id
+        content.log_metrics(client, retry, run_id, record_metrics(v, opts.detail), self.timestamp, self.step,
+                            model_id)
         plan = registry.plan_promotion(client, retry, v, self.version, opts.promote)
         # An existing run: never re-log a param (MLflow refuses another value for a logged param).
         params = {k: val for k, val in content.params(v).items() if k not in self.existing_params}
         content.log_params(client, retry, run_id, params)
         describe = self.created or self.existing_tags.get(GATE_RUN_TAG) == "true"  # never a training run's
         content.log_tags(client, retry, run_id, content.tags(v, self.version, opts.extra_tags, describe))
+        content.log_dataset(client, retry, run_id, v)
+        if model_id:
+            registry.link_model(client, retry, run_id, model_id, v)
         content.log_tables(client, retry, run_id, v, self.attempt_id)
         if self.version is not None:
             registry.tag_model_version(client, retry, self.version, v, run_id)
         content.log_reports(client, retry, run_id, v)
+        self._rename()
         registry.promote(client, retry, plan)
         self._finish()
+
+    def _rename(self) -> None:
+        """A gate run created by an earlier record (the callback's checkpoint) takes this verdict's name."""
+        label = self.existing_tags.get(RUN_LABEL_TAG)
+        if self.created or self.existing_tags.get(GATE_RUN_TAG) != "true" or not label:
+            return
+        self.retry("rename the run", self.client.update_run, self.run_id, name=content.run_name(self.verdict.status,
+                                                                                                label))
 
     def _finish(self) -> None:
         finish = self.options.finish_run
