@@ -196,7 +196,7 @@ class GateRecord:
         describe = self.created or self.existing_tags.get(GATE_RUN_TAG) == "true"  # never a training run's
         content.log_tags(client, retry, run_id, content.tags(v, self.version, opts.extra_tags, describe))
         content.log_tables(client, retry, run_id, v, self.attempt_id)
-        if self.version is not None:
+        if self.version is not None and opts.tag_version:
             registry.tag_model_version(client, retry, self.version, v, run_id)
         content.log_reports(client, retry, run_id, v)
         registry.promote(client, retry, plan)

@@ -11,15 +11,18 @@ import time
 from validator.report.escape import mlflow_value
 
 
-def tag_model_version(client, retry, version, verdict, run_id: str) -> None:
-    """``camgate.status``, ``camgate.run_id``, ``camgate.policy_hash``, ``camgate.policy``, ``camgate.checked_at``."""
+def tag_model_version(client, retry, version, verdict, run_id: str, extra: dict | None = None) -> None:
+    """``camgate.run_id``, ``camgate.policy_hash``, ``camgate.policy``, ``camgate.checked_at``, any ``extra``
+    tags, then ``camgate.status`` last: a reader (or a webhook on ``model_version_tag.set``) that sees the
+    status finds every other tag of the same verdict already there."""
     policy = verdict.policy or {}
     tags = {
-        "camgate.status": verdict.status,
         "camgate.run_id": run_id,
         "camgate.policy_hash": policy.get("hash") or "",
-        "camgate.policy": f"{policy.get('name')} v{policy.get('version')}",
+        "camgate.policy": f"{policy.get('name')} v{policy.get('version')}" if policy else "",
         "camgate.checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **(extra or {}),
+        "camgate.status": verdict.status,
     }
     for key, value in tags.items():
         if value:
