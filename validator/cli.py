@@ -648,8 +648,7 @@ SERVICE = "Service"
 
 
 @main.command(cls=SectionCommand, sections=(INPUTS, SERVICE),
-              example=("CAMGATE_WEBHOOK_SECRET=... camgate serve --config camgate-serve.yaml \\",
-                       "    --host 127.0.0.1 --port 8765"))
+              example=("camgate serve --config camgate-serve.yaml --host 127.0.0.1 --port 8765",))
 @_opt("--config", "config_file", required=True, type=click.Path(dir_okay=False, exists=True), section=INPUTS,
       help="Serve config YAML: watched registered models, their held-out sets, policies and aliases.")
 @_opt("--check-config", is_flag=True, section=INPUTS,
