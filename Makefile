@@ -10,7 +10,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[cpu,dev,ray]"
+	$(BIN)/pip install --quiet -e ".[cpu,dev,ray,serve]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -26,7 +26,7 @@ test: $(STAMP) lint
 test-min:
 	$(PYTHON) -m venv .venv-min
 	.venv-min/bin/pip install --quiet --upgrade pip
-	.venv-min/bin/pip install --quiet -e ".[cpu,dev]" -c constraints-min.txt
+	.venv-min/bin/pip install --quiet -e ".[cpu,dev,serve]" -c constraints-min.txt
 	.venv-min/bin/pip check
 	CAMGATE_CACHE=.camgate-cache-min .venv-min/bin/python -m pytest -q -m "not slow and not browser and not server and not ray"
 

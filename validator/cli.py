@@ -646,6 +646,45 @@ def demo(workdir, tracking_uri, no_mlflow, fast):
     sys.exit(code)
 
 
+# ------------------------------------------------------------------------------------------------- serve
+# `camgate serve`: the gate that runs itself on MLflow registry webhooks (validator.serve; README "Gate every
+# registered model").
+
+SERVICE = "Service"
+
+
+@main.command(cls=SectionCommand, sections=(INPUTS, SERVICE),
+              example=("camgate serve --config camgate-serve.yaml --host 127.0.0.1 --port 8765",))
+@_opt("--config", "config_file", required=True, type=click.Path(dir_okay=False, exists=True), section=INPUTS,
+      help="Serve config YAML: watched registered models, their held-out sets, policies and aliases.")
+@_opt("--check-config", is_flag=True, section=INPUTS,
+      help="Validate the config (and the policies it names), print the watched models, and exit.")
+@_opt("--host", default="127.0.0.1", show_default=True, callback=_non_empty, section=SERVICE,
+      help="Address to listen on (MLflow's webhook deliveries must reach it).")
+@_opt("--port", default=8765, show_default=True, type=click.IntRange(1, 65535), section=SERVICE,
+      help="Port to listen on.")
+def serve(config_file, check_config, host, port):
+    """Audit every new version of the watched registered models when MLflow's webhook says it was created.
+
+    Verifies each POST /webhook (HMAC signature, timestamp, delivery id), queues the version in a SQLite
+    file, audits it, tags the version (camgate.status ...) and sets the config's alias on PASS only.
+    Stops on SIGTERM after the running audit (or requeues it). GET /healthz, GET /status."""
+    from validator.serve.config import load_config
+
+    config = load_config(config_file)
+    if check_config:
+        _say(f"{config_file}: OK — {len(config.models)} watched model(s); secret from ${config.secret_env}; "
+             f"queue {config.state}")
+        for model in config.models.values():
+            _say(f"  {model.name}: data {model.data}; policy {model.policy or 'default'}; baseline "
+                 f"{'@' + model.baseline if model.baseline else 'none'}; alias on PASS "
+                 f"{'@' + model.promote if model.promote else 'none'}")
+        return
+    from validator.serve.app import serve as run_service
+
+    run_service(config, host=host, port=port)
+
+
 def run() -> None:
     """Console entry: map errors to exit codes; an unexpected exception is exit 3 with a logged traceback."""
     try:

@@ -33,6 +33,10 @@ class PolicyError(UsageError):
     """A policy file is invalid. The message names the file, line and key."""
 
 
+class ConfigError(UsageError):
+    """A `camgate serve` config file is invalid. The message names the file, line and key."""
+
+
 class DataError(UsageError):
     """The held-out set cannot be used at all (empty, unknown format, class mismatch)."""
 

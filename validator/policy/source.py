@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from validator.errors import PolicyError
+from validator.errors import PolicyError, UsageError
 from validator.limits import compose_bounded, read_text_bounded
 
 
@@ -26,9 +26,12 @@ def suggest(word: object, choices: Iterable[str], *, list_if_at_most: int = 12) 
 class Source:
     """Where a policy came from: the file name and a map from key path to 1-based line number."""
 
-    def __init__(self, name: str, lines: Mapping[str, int] | None = None):
+    def __init__(self, name: str, lines: Mapping[str, int] | None = None, kind: str = "policy",
+                 error_type: type[UsageError] = PolicyError):
         self.name = name
         self.lines = dict(lines or {})
+        self.kind = kind  # the word the messages start with ("policy", "config")
+        self.error_type = error_type
 
     def line_of(self, path: str) -> int | None:
         """Line of ``path``, or of its nearest ancestor that has one (a missing key points at its parent)."""
@@ -39,12 +42,12 @@ class Source:
                 return None
             path = _parent(path)
 
-    def error(self, path: str, message: str) -> PolicyError:
-        """A PolicyError that names file, line and key path."""
+    def error(self, path: str, message: str) -> UsageError:
+        """A PolicyError (or ``error_type``) that names file, line and key path."""
         line = self.line_of(path)
         where = self.name if line is None else f"{self.name}, line {line}"
         key = f" {path}:" if path else ""
-        return PolicyError(f"policy {where}:{key} {message}")
+        return self.error_type(f"{self.kind} {where}:{key} {message}")
 
 
 def _parent(path: str) -> str:
@@ -53,7 +56,8 @@ def _parent(path: str) -> str:
     return path[:cut] if cut > 0 else ""
 
 
-def read_policy_file(path: str | Path) -> tuple[object, Source]:
+def read_policy_file(path: str | Path, kind: str = "policy",
+                     error_type: type[UsageError] = PolicyError) -> tuple[object, Source]:
     """Parse a YAML policy file safely; return the data and a Source with line numbers per key path.
 
     Bounded before anything grows with the input: a file over ``MAX_TEXT_BYTES`` is refused unread, and a
@@ -61,25 +65,25 @@ def read_policy_file(path: str | Path) -> tuple[object, Source]:
     (which shares an alias's node, so it costs what the text costs) and before it is indexed or loaded."""
     name = str(path)
     try:
-        text = read_text_bounded(path, f"policy {name}", PolicyError)
+        text = read_text_bounded(path, f"{kind} {name}", error_type)
     except FileNotFoundError:
-        raise PolicyError(f"policy {name}: file not found") from None
+        raise error_type(f"{kind} {name}: file not found") from None
     except IsADirectoryError:
-        raise PolicyError(f"policy {name}: is a directory, not a YAML file") from None
+        raise error_type(f"{kind} {name}: is a directory, not a YAML file") from None
     except UnicodeDecodeError:
-        raise PolicyError(f"policy {name}: not a text file (expected UTF-8 YAML)") from None
+        raise error_type(f"{kind} {name}: not a text file (expected UTF-8 YAML)") from None
     except OSError as exc:
-        raise PolicyError(f"policy {name}: cannot read: {exc.strerror or exc}") from None
+        raise error_type(f"{kind} {name}: cannot read: {exc.strerror or exc}") from None
     if not text.strip():
-        raise PolicyError(f"policy {name}: the file is empty")
+        raise error_type(f"{kind} {name}: the file is empty")
     try:
-        root, data = compose_bounded(text, f"policy {name}", PolicyError)
+        root, data = compose_bounded(text, f"{kind} {name}", error_type)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{name}, line {mark.line + 1}" if mark is not None else name
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise PolicyError(f"policy {where}: not valid YAML: {problem}") from None
-    source = Source(name)
+        raise error_type(f"{kind} {where}: not valid YAML: {problem}") from None
+    source = Source(name, kind=kind, error_type=error_type)
     if root is not None:
         _index(root, "", source)
     return data, source

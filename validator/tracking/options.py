@@ -43,6 +43,9 @@ class TrackingOptions:
     retry_seconds: float | None = None
     extra_tags: dict = field(default_factory=dict)
     detail: str = "summary"
+    #: tag the audited registered model version (``camgate.status`` ...); `camgate serve` writes those tags
+    #: itself after the gate run is recorded, so its audits set this to False
+    tag_version: bool = True
 
     def budget(self) -> float:
         return retry_budget(self.retry_seconds)

@@ -202,7 +202,7 @@ class GateRecord:
         if model_id:
             registry.link_model(client, retry, run_id, model_id, v)
         content.log_tables(client, retry, run_id, v, self.attempt_id)
-        if self.version is not None:
+        if self.version is not None and opts.tag_version:
             registry.tag_model_version(client, retry, self.version, v, run_id)
         content.log_reports(client, retry, run_id, v)
         self._rename()

@@ -24,24 +24,28 @@ from validator.report.escape import mlflow_value
 MODEL_DIGEST_TAG = "camgate.model_sha256"
 
 
-def gate_tags(verdict, run_id: str) -> dict[str, str]:
-    """``camgate.status``, ``camgate.run_id``, ``camgate.policy_hash``, ``camgate.policy``, ``camgate.checked_at``
-    (and ``camgate.failed_checks`` when any failed): what a model version or logged model says of its gate."""
+def gate_tags(verdict, run_id: str, extra: dict | None = None) -> dict[str, str]:
+    """``camgate.run_id``, ``camgate.policy_hash``, ``camgate.policy``, ``camgate.checked_at`` (and
+    ``camgate.failed_checks`` when any failed), any ``extra`` tags, then ``camgate.status`` last: what a model
+    version or logged model says of its gate. Written in this order, a reader (or a webhook on
+    ``model_version_tag.set``) that sees the status finds every other tag of the same verdict already there."""
     policy = verdict.policy or {}
     tags = {
-        "camgate.status": verdict.status,
         "camgate.run_id": run_id,
         "camgate.policy_hash": policy.get("hash") or "",
         "camgate.policy": f"{policy.get('name')} v{policy.get('version')}" if policy else "",
         "camgate.checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "camgate.failed_checks": ", ".join(sorted({c["check_id"] for c in verdict.failed_checks})),
+        **(extra or {}),
+        "camgate.status": verdict.status,
     }
     return {k: v[:5000] for k, v in tags.items() if v}
 
 
-def tag_model_version(client, retry, version, verdict, run_id: str) -> None:
-    """The gate's tags (:func:`gate_tags`) on the audited registry version: its page shows them."""
-    for key, value in gate_tags(verdict, run_id).items():
+def tag_model_version(client, retry, version, verdict, run_id: str, extra: dict | None = None) -> None:
+    """The gate's tags (:func:`gate_tags`, ``camgate.status`` last) on the audited registry version: its page
+    shows them."""
+    for key, value in gate_tags(verdict, run_id, extra).items():
         if value:
             retry(f"tag model version {version.name}/{version.version}", client.set_model_version_tag,
                   version.name, str(version.version), key, mlflow_value(value))
