@@ -84,6 +84,10 @@ CASES = [
     (EXPLAIN, "--layer", [""], "must not be empty"),
     (EXPLAIN, "--out", ["."], "is a directory"),
     (EXPLAIN, "--out", ["no-such-folder/overlay.png"], "does not exist"),
+    (("serve",), "--config", ["no-such-config.yaml"], "does not exist"),
+    (("serve", "--config", "a-file"), "--port", ["0"], "1<=x<=65535"),
+    (("serve", "--config", "a-file"), "--port", ["70000"], "1<=x<=65535"),
+    (("serve", "--config", "a-file"), "--host", [""], "must not be empty"),
     (("demo",), "--workdir", [UNWRITABLE], "not a writable folder"),
     (("demo",), "--tracking-uri", [""], "must not be empty"),
 ]
