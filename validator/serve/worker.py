@@ -6,7 +6,7 @@ when the grace period is over (the job goes back to PENDING, nothing was written
 (OOM, a native fault) is an ERROR of that job, not of the service. The child dies with its worker
 (``PR_SET_PDEATHSIG`` on Linux): a service killed with SIGKILL leaves no orphan audit recording a run.
 
-After the audit: the version's tags (``camgate.run_id``, ``camgate.run_url``, ``camgate.failing_checks`` ...,
+After the audit: the version's tags (``camgate.run_id``, ``camgate.run_url``, ``camgate.failed_checks`` ...,
 ``camgate.status`` last), then the alias on PASS only. Each write is retried (the record's Retrier); a
 tracking server that stays down past ``retry_seconds`` sends the job to RETRY in its write phase: the
 verdict is kept and never re-audited, and the alias is never set before the status tag is.
@@ -282,9 +282,10 @@ class Workers:
         result = job.result or {}
         model = self.config.models[job.name]
         version = SimpleNamespace(name=job.name, version=job.version)
-        verdict = SimpleNamespace(status=result["status"], policy=result.get("policy") or {}, tracking={})
-        extra = {"camgate.failing_checks": ",".join(result.get("failing") or []) or "none",
-                 "camgate.run_url": result.get("url") or "", "camgate.delivery_id": job.delivery_id or ""}
+        failed = [{"check_id": check_id} for check_id in result.get("failing") or []]
+        verdict = SimpleNamespace(status=result["status"], policy=result.get("policy") or {}, tracking={},
+                                  failed_checks=failed)  # what registry.gate_tags reads of a verdict
+        extra = {"camgate.run_url": result.get("url") or "", "camgate.delivery_id": job.delivery_id or ""}
         registry.tag_model_version(client, retry, version, verdict, result.get("run_id") or "", extra)
         moved = None
         if model.promote:
