@@ -442,3 +442,22 @@ def test_an_error_verdict_renders_its_error_without_checks_or_pictures(tmp_path)
     assert "camgate verdict: ERROR" in dom.find("div", id="verdict").text()
     assert not _cards(dom) and not dom.find_all("img")
     assert [a.attrs["href"] for a in dom.find("div", id="meta").find_all("a")] == ["verdict.json", "error.log"]
+
+
+def test_a_sample_with_a_mask_is_drawn_by_its_outline_not_its_box():
+    """The overlay shows the region the scores used: a thin diagonal's outline, not its mostly-empty box."""
+    image = np.zeros((32, 32, 3), np.uint8)
+    heat = np.zeros((32, 32))
+    heat[26:, 26:] = 1.0
+    mask = np.zeros((32, 32), bool)
+    for k in range(4, 28):
+        mask[k, k - 1:k + 2] = True
+    fig = panel_figure(image, heat, [(3, 4, 29, 28)], mask=mask)
+    assert _legend_texts(fig)[0] == "annotated object (its mask)"
+    green = [p for ax in fig.axes for p in ax.patches if isinstance(p, Rectangle) and p.get_edgecolor()[1] > 0.5
+             and p.get_edgecolor()[0] < 0.5]
+    assert not green  # no annotation box: the outline instead
+    outlines = [c for ax in fig.axes for c in ax.collections if c.get_paths()]
+    assert len(outlines) >= 2  # one contour on each image
+    plain = panel_figure(image, heat, [(3, 4, 29, 28)], mask=np.zeros((32, 32), bool))  # an empty mask: the box
+    assert _legend_texts(plain)[0] == "annotated object"

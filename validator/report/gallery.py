@@ -64,7 +64,9 @@ def render_overlays(loaded, samples, run, settings: dict, out_dir: Path) -> list
             for i, s in enumerate(batch_samples):
                 facts = sample_facts(run.table, rows.get(s.sample_id), s.class_name)
                 _, hot_words = hot_region(result.maps[i])
-                image = render_panel(batch.raw[i], result.maps[i], batch.boxes[i], caption=caption_line(facts))
+                mask = batch.masks[i] if batch.masks is not None else None
+                image = render_panel(batch.raw[i], result.maps[i], batch.boxes[i], caption=caption_line(facts),
+                                     mask=mask)
                 for pick in kinds[s.sample_id]:  # one sample may be a worst offender and a cluster example
                     cluster = f"{pick['cluster']}_" if pick.get("cluster") is not None else ""
                     name = f"{pick['kind']}_{_class_part(s.class_name)}_{cluster}{pick['rank']}_{safe_name(s.sample_id)}.png"

@@ -186,15 +186,16 @@ def _colour_bar(fig, cax, cmap, label: str) -> None:
 
 
 def render_panel(image: np.ndarray, heatmap: np.ndarray, boxes=(), *, caption: str | None = None,
-                 cam_threshold: float = 0.2) -> np.ndarray:
+                 cam_threshold: float = 0.2, mask: np.ndarray | None = None) -> np.ndarray:
     """uint8 RGB figure: the image as it is | the heat over a grey copy of it | colour bar (heat / uniform,
-    fixed scale); annotation boxes green and the hottest region red dashed on both images, the boxes'
-    legend below and ``caption`` (true and predicted class, confidence, lift) above."""
-    return _to_rgb(panel_figure(image, heatmap, boxes, caption=caption, cam_threshold=cam_threshold))
+    fixed scale); annotation boxes green (the object's mask outline instead, where ``mask`` [H, W] bool at
+    the map's size is given: the region every score used) and the hottest region red dashed on both images,
+    the legend below and ``caption`` (true and predicted class, confidence, lift) above."""
+    return _to_rgb(panel_figure(image, heatmap, boxes, caption=caption, cam_threshold=cam_threshold, mask=mask))
 
 
 def panel_figure(image: np.ndarray, heatmap: np.ndarray, boxes=(), *, caption: str | None = None,
-                 cam_threshold: float = 0.2):
+                 cam_threshold: float = 0.2, mask: np.ndarray | None = None):
     """The matplotlib Figure ``render_panel`` draws (not rendered)."""
     from matplotlib.lines import Line2D
 
@@ -216,16 +217,21 @@ def panel_figure(image: np.ndarray, heatmap: np.ndarray, boxes=(), *, caption: s
     right.imshow(grey, interpolation="nearest")
     right.imshow(relative_heat(heatmap), cmap=cmap, vmin=0.0, vmax=HEAT_MAX, interpolation="nearest")
     right.set_title("heat (over a grey copy)", fontsize=8, pad=3)
+    outline = mask is not None and np.asarray(mask).shape == (height, width) and np.asarray(mask).any()
     for ax in (left, right):
         _bare(ax)
+        if outline:  # the mask's edge on pixel edges, as the scores count its pixels
+            ax.contour(np.asarray(mask, dtype=float), levels=[0.5], colors=[ANNOTATION_COLOUR], linewidths=1.6)
+            continue
         for box in annotations:
             ax.add_patch(_box_patch(box, ANNOTATION_COLOUR))
     if hot is not None:  # on both: on the image as it is, the box shows what the model looks at
         for ax in (left, right):
             ax.add_patch(_box_patch(hot, HOT_COLOUR, "--"))
     _colour_bar(fig, cax, cmap, HEAT_LABEL)
-    handles = [Line2D([], [], color=ANNOTATION_COLOUR, linewidth=1.6,
-                      label="annotated object" if len(annotations) else "annotated object (none here)"),
+    object_label = ("annotated object (its mask)" if outline else
+                    "annotated object" if len(annotations) else "annotated object (none here)")
+    handles = [Line2D([], [], color=ANNOTATION_COLOUR, linewidth=1.6, label=object_label),
                Line2D([], [], color=HOT_COLOUR if hot is not None else "none", linewidth=1.6, linestyle="--",
                       label=hot_words)]
     fig.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.01, 0.0), ncol=1, fontsize=7,
