@@ -115,6 +115,9 @@ def test_a_users_files_with_report_names_are_refused_not_replaced(tmp_path, smal
     assert first.status == "PASS"
     again = audit(str(untrained_model), str(small_set.coco_path), policy=str(policy), out=out)
     assert again.status == "PASS"  # its own files: recorded, unchanged, replaced
+    lines = len((out / ".camgate-written").read_text().splitlines())
+    assert audit(str(untrained_model), str(small_set.coco_path), policy=str(policy), out=out).status == "PASS"
+    assert len((out / ".camgate-written").read_text().splitlines()) == lines  # compacted each run: no growth
     (out / "report.html").write_text((out / "report.html").read_text() + "<!-- my edit -->")
     edited = audit(str(untrained_model), str(small_set.coco_path), policy=str(policy), out=out)
     assert edited.exit_code == 2 and "report.html" in edited.error

@@ -128,6 +128,22 @@ def clear_outputs(out: Path) -> None:
     manifests: dict[Path, dict] = {}
     for path in _owned_names(Path(out)):
         remove_own(path, manifests.setdefault(path.parent, _recorded(path.parent)))
+    for folder in (Path(out), Path(out) / "overlays"):
+        _compact(folder)
+
+
+def _compact(folder: Path) -> None:
+    """Rewrite the folder's record with one line per file still there (it grows a line per write)."""
+    recorded = _recorded(folder)
+    if not recorded:
+        return
+    kept = "".join(f"{digest}  {name}\n" for name, digest in recorded.items() if (folder / name).exists())
+    tmp = folder / f".{MANIFEST}.{os.getpid()}.tmp"
+    try:
+        tmp.write_text(kept, encoding="utf-8")
+        os.replace(tmp, folder / MANIFEST)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def remove_own(path: Path, recorded: dict[str, str] | None = None) -> None:
