@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from validator.errors import EXIT_FAIL, EXIT_PASS, CamgateError, UsageError
-from validator.interrupt import AuditInterrupted, interruptible
+from validator.interrupt import AuditInterrupted, interruptible, received
 from validator.report.files import refuse_foreign_outputs, refuse_inputs_in, start_outputs
 from validator.report.gallery import render_overlays, safe_name
 from validator.scoring import explain_set
@@ -157,10 +157,12 @@ def _guarded(verdict: Verdict, options: dict, body) -> Verdict:
             except Exception as exc:  # the gate fails closed: an unexpected error is ERROR (exit 3), never a pass
                 verdict.set_error(f"unexpected {type(exc).__name__}: {exc}", 3, traceback.format_exc())
     except AuditInterrupted as exc:
-        verdict.set_error(f"interrupted by {exc.signal_name} during the audit: no verdict was reached", 3)
         interrupted = exc
     else:
-        interrupted = None
+        # a stop signal whose exception a library swallowed (see validator.interrupt): still a stop
+        interrupted = AuditInterrupted(received()) if received() else None
+    if interrupted is not None:
+        verdict.set_error(f"interrupted by {interrupted.signal_name} during the audit: no verdict was reached", 3)
     verdict.wall_seconds = time.perf_counter() - started
     verdict.timings = timer.seconds
     _finish(verdict, opts, timer)

@@ -27,8 +27,21 @@ class AuditInterrupted(BaseException):
         self.verdict = None
 
 
+# The signals received inside the current ``interruptible`` block. The raise alone is not enough: a signal
+# that lands inside a C extension's callback (TensorFlow's nest flattening calls __import__) comes out as a
+# SystemError that library code may catch and carry on from, and the audit would end as if never stopped.
+_received: list[str] = []
+
+
 def _raise(signum, _frame) -> None:
-    raise AuditInterrupted(signal.Signals(signum).name)
+    name = signal.Signals(signum).name
+    _received.append(name)
+    raise AuditInterrupted(name)
+
+
+def received() -> str | None:
+    """The first stop signal received in the current (or last) ``interruptible`` block, or None."""
+    return _received[0] if _received else None
 
 
 @contextlib.contextmanager
@@ -38,6 +51,7 @@ def interruptible() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    _received.clear()
     previous = {sig: signal.signal(sig, _raise) for sig in SIGNALS}
     try:
         yield
