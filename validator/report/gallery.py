@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from validator.report.escape import filename
+from validator.report.reading import caption_parts
 
 BOX_METRIC_SORT = "lift"
 OVERLAYS_PER_CLASS = 3
@@ -126,14 +127,7 @@ def sample_facts(table, row: int | None, class_name) -> dict:
 
 def caption_line(facts: dict) -> str:
     """'true disc · predicted square (p = 0.97) · lift 0.52 · map for the true class'."""
-    parts = [f"true {facts.get('true_name') or '?'}"]
-    if facts.get("predicted_name") is not None:
-        confidence = f" (p = {facts['confidence']:.2f})" if facts.get("confidence") is not None else ""
-        parts.append(f"predicted {facts['predicted_name']}{confidence}")
-    if facts.get("lift") is not None:
-        parts.append(f"lift {facts['lift']:.2f}")
-    parts.append("map for the true class")
-    return " · ".join(parts)
+    return " · ".join([*caption_parts(facts), "map for the true class"])
 
 
 def cluster_picks(discovery: dict) -> list[dict]:

@@ -19,6 +19,7 @@ from validator.report.markdown import ci_level, fmt
 from validator.report.reading import (
     PROBLEMS,
     bound_words,
+    caption_parts,
     not_shown,
     num,
     policy_checks,
@@ -328,12 +329,7 @@ def _caption(o: dict) -> str:
         who = "all classes" if not o.get("class_name") else f"class {o['class_name']}"
         what = o.get("caption") or "heat atlas"
         return f"<div class='cap'>{escape(who)} · {escape(str(what))}</div>"
-    parts = [f"true {escape(str(o.get('true_name') or o.get('class_name') or '?'))}"]
-    if o.get("predicted_name") is not None:
-        confidence = f" (p = {o['confidence']:.2f})" if o.get("confidence") is not None else ""
-        parts.append(f"predicted {escape(str(o['predicted_name']))}{confidence}")
-    if o.get("lift") is not None:
-        parts.append(f"lift {o['lift']:.2f}")
+    parts = caption_parts(o, escape)
     if o.get("corner_heat_max") is not None:
         parts.append(f"corner heat {o['corner_heat_max']:.2f}")
     if o.get("caption"):

@@ -162,3 +162,15 @@ def _as_sentence(check: dict) -> str:
 
 def _capital(text: str) -> str:
     return text[:1].upper() + text[1:] if text else text
+
+
+def caption_parts(facts: dict, escape=str) -> list[str]:
+    """'true disc', 'predicted square (p = 0.97)', 'lift 0.52': a sample's caption in the overlay PNG and in
+    report.html (``escape`` for the sink: class names are user text)."""
+    parts = [f"true {escape(str(facts.get('true_name') or facts.get('class_name') or '?'))}"]
+    if facts.get("predicted_name") is not None:
+        confidence = f" (p = {facts['confidence']:.2f})" if facts.get("confidence") is not None else ""
+        parts.append(f"predicted {escape(str(facts['predicted_name']))}{confidence}")
+    if facts.get("lift") is not None:
+        parts.append(f"lift {facts['lift']:.2f}")
+    return parts
