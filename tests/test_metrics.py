@@ -334,7 +334,7 @@ def test_registry_covers_every_column_with_the_right_direction():
     lower = {"corner_heat_tl", "corner_heat_tr", "corner_heat_bl", "corner_heat_br", "corner_heat_max",
              "corner_lift_tl", "corner_lift_tr", "corner_lift_bl", "corner_lift_br", "corner_lift_max",
              "border_heat", "region_wm", "dead", "edge_lift_top", "edge_lift_bottom", "edge_lift_left",
-             "edge_lift_right", "edge_lift_max"}
+             "edge_lift_right", "edge_lift_max", "ring_heat", "ring_lift", "ring_side_lift", "ring_one_sided"}
     informational = {"area", "object_area", "center_hit", "confidence", "centre_heat", "confidence_drop"}
     assert {n for n, m in METRICS.items() if m.higher_is_better is True} == higher
     assert {n for n in METRICS if METRICS[n].higher_is_better is None} == informational
@@ -342,6 +342,9 @@ def test_registry_covers_every_column_with_the_right_direction():
     assert not any(METRICS[n].needs_box for n in ("correct", "confidence", "dead"))
     assert METRICS["lift"].hi == math.inf
     assert METRICS["cam_box_hit"].kind == BOOLEAN
+    assert METRICS["ring_one_sided"].kind == BOOLEAN and METRICS["ring_side_lift"].kind == CONTINUOUS
+    assert (METRICS["ring_side_lift"].lo, METRICS["ring_side_lift"].hi) == (1.0, 8.0)
+    assert METRICS["ring_side_lift"].needs_box and METRICS["ring_one_sided"].needs_box
     # lower is better for every probe that finds the class without the object, and for the sanity correlation
     assert all(METRICS[n].higher_is_better is False for n in ("bg_only_correct", "bg_only_skill", "bg_gap",
                                                               "deletion_auc", "sanity_spearman"))

@@ -383,3 +383,28 @@ def test_ring_parity_on_small_and_large_objects():
     ref, out = both(maps, boxes)
     assert_parity(ref, out)
     np.testing.assert_array_equal(np.isnan(out["ring_lift"]), [False] * 5 + [True])
+
+
+@pytest.mark.parametrize("kernels", ["cpu", "gpu"])
+def test_ring_side_parity_with_boxes_at_the_frame_border(kernels):
+    """ring_side_lift / ring_one_sided: the max-pool dilation, the octants and the count rule equal
+    score_maps' (cv2.dilate) where boxes touch or cross the frame, and marks beside boxes are one-sided."""
+    rng = np.random.default_rng(21)
+    for height, width in [(32, 32), (45, 38), (9, 7)]:
+        maps, boxes = random_batch(rng, 40, height, width)
+        yy, xx = np.mgrid[0:height, 0:width]
+        for i in range(0, 40, 2):  # every other sample: a box at the border and a mark just beside it
+            w, h = rng.uniform(2, [width / 2, height / 2])
+            x0 = [0.0, width - w, rng.uniform(-3, 0), rng.uniform(0, width - w)][i // 2 % 4]
+            y0 = [rng.uniform(0, height - h), 0.0, rng.uniform(-3, 0), height - h][i // 2 % 4]
+            boxes[i] = np.array([[x0, y0, x0 + w, y0 + h]])
+            if i % 4 == 0:  # the mark: a blob beside the box's right or bottom edge, else in the frame
+                cx, cy = (min(x0 + w + 1, width - 1), y0 + h / 2) if x0 + w < width - 1 else (x0 + w / 2, y0 + h + 1)
+                maps[i] = 0.05 * maps[i] + np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 2.0)
+        ref, out = both(maps, boxes, kernels=kernels)
+        assert_parity(ref, out)
+        np.testing.assert_array_equal(out["ring_one_sided"], ref["ring_one_sided"])
+        np.testing.assert_allclose(out["ring_side_lift"], ref["ring_side_lift"], rtol=1e-9, atol=0)
+        defined = np.isfinite(ref["ring_side_lift"])
+        if height > 10:  # the big frames exercise both sides of the threshold
+            assert defined.sum() > 15 and 0 < np.nansum(ref["ring_one_sided"]) < defined.sum()

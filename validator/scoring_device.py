@@ -6,7 +6,8 @@ the centre share and the discovery grid maps run on the device; the host receive
 16 x 16 grid maps and, gathered on the device, only the few maps the faithfulness probe asks for.
 
 Parity with the host path (``--score-on host``): the discrete columns (dead, hits, IoU, rank accuracy) are
-equal; heat sums differ by summation order only (float64: ~1e-15 relative); see validator.metrics.device.
+equal (``ring_one_sided`` too, unless its lift lies within rounding of its threshold); heat sums differ by
+summation order only (float64: ~1e-15 relative); see validator.metrics.device.
 Grid maps are block sums when the grid divides the map size (224 px / 16, 64 px / 16: the same rule as
 ``atlas.downsample``); otherwise the maps are brought back and downsampled on the host.
 """

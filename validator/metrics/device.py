@@ -12,12 +12,17 @@ Parity with ``score_maps`` (tests/test_metrics_device.py checks it on random and
   ``area``, ``dead``, the NaN pattern of every column), ``rank_accuracy`` (integer counts, then the same
   float64 divisions in the same order), ``pointing_hit`` and ``center_hit`` (float64 geometry),
   ``cam_box_iou`` and ``cam_box_hit`` (the threshold is compared in float64, the component is cv2's,
-  the IoU formula is ``best_iou``'s).
+  the IoU formula is ``best_iou``'s), the ring pixels and octants behind ``ring_side_lift`` (max-pool
+  dilation of the 0/1 mask, the centre from exact integer sums, octants by float64 comparisons).
 * To rounding: the heat sums (``energy`` and everything derived from it, region and corner heats and
-  lifts) differ from NumPy's only by summation order: ~1e-15 relative with ``dtype="float64"`` (the
-  default), ~1e-6 with ``dtype="float32"`` (sums accumulated in float32; ratios still in float64).
-  Differences of near-equal numbers (``excess``, ``chance_corrected``, ``relative_lift`` near a uniform
-  map) inherit the absolute, not the relative, error of ``energy``.
+  lifts, ``ring_heat``, ``ring_lift``, ``ring_side_lift``) differ from NumPy's only by summation order:
+  ~1e-15 relative with ``dtype="float64"`` (the default), ~1e-6 with ``dtype="float32"`` (sums accumulated
+  in float32; ratios still in float64). Differences of near-equal numbers (``excess``, ``chance_corrected``,
+  ``relative_lift`` near a uniform map) inherit the absolute, not the relative, error of ``energy``.
+* Equal unless at the threshold: ``ring_one_sided`` (``ring_side_lift`` > 4) is equal wherever the two
+  lifts fall on the same side of 4; the octant densities are added in the same fixed order on both sides,
+  so where the octants' heat sums are exact (integer or dyadic maps) the lifts and the flags are equal bit
+  for bit, and only a lift within summation rounding of 4 can flip.
 
 Known divergences, all at the edge of float arithmetic: a distance within one ulp of the pointing
 tolerance with both offsets non-zero (``sqrt(dx*dx + dy*dy)`` here, ``np.hypot`` there); a map whose only
@@ -58,11 +63,14 @@ from validator.metrics.localisation import (
     MAX_RELATIVE_LIFT_AREA,
     MIN_FREE_CORNER,
     RING_MAX_WIDTH,
+    RING_ONE_SIDED,
+    RING_SIDE_MIN_PX,
     RING_WIDTH,
     _check_fraction,
     _check_regions,
     _region_rects,
     default_pointing_tolerance,
+    ring_side_radius,
 )
 from validator.metrics.registry import CORNERS, EDGES, REGION_PREFIX
 
@@ -435,6 +443,7 @@ class DeviceScorer:
             "cam_box_hit": only(iou >= self.iou_hit, scored),
         }
         out["ring_heat"], out["ring_lift"] = self._ring(heat, in_box, boxes, valid, scored, safe_total)
+        out["ring_side_lift"], out["ring_one_sided"] = self._ring_side(heat, in_box, scored)
 
         # ------------------------------------------------------------ region heats (object pixels excluded)
         outside = tf.reshape(1 - in_f, [n, h * w])
@@ -487,6 +496,43 @@ class DeviceScorer:
         lift = share / tf.where(ok, _exact_div(ring_px, float(h * w)), 1.0)
         return tf.where(ok, share, np.nan), tf.where(ok, lift, np.nan)
 
+    def _ring_side(self, heat, in_box, scored):
+        """``localisation._ring_side_scores``: the same ring pixels (``dilate_square``), octants and count
+        rule; heat sums in ``dtype``, the rest in float64.
+
+        The octants come from float64 comparisons against the centre (exact integer sums over the count),
+        written as boolean masks (int32 element-wise ops run on the host on a GPU).
+        """
+        h, w = self.height, self.width
+        ring = dilate_square(in_box, ring_side_radius(h, w)) & ~in_box & scored[:, None, None]
+        obj = tf.cast(in_box, _F64)
+        rows = tf.range(h, dtype=_F64)
+        cols = tf.range(w, dtype=_F64)
+        count = tf.reduce_sum(obj, axis=[1, 2])
+        cy = tf.reduce_sum(obj * rows[:, None], axis=[1, 2]) / count
+        cx = tf.reduce_sum(obj * cols[None, :], axis=[1, 2]) / count
+        dy = rows[None, :, None] - cy[:, None, None]
+        dx = cols[None, None, :] - cx[:, None, None]
+        up, left, steep = dy < 0, dx < 0, tf.abs(dy) > tf.abs(dx)
+        zero = tf.zeros_like(count)
+        sectors, total, peak = zero, zero, zero
+        for s in range(8):  # octant s = 4 * up + 2 * left + steep, densities added in score_maps' order
+            sector = ring
+            for bit, mask in ((4, up), (2, left), (1, steep)):
+                sector = sector & (mask if s & bit else ~mask)
+            px = tf.reduce_sum(tf.cast(sector, _F64), axis=[1, 2])
+            heat_s = tf.cast(tf.reduce_sum(heat * tf.cast(sector, self.dtype), axis=[1, 2]), _F64)
+            counts = px >= RING_SIDE_MIN_PX
+            density = tf.where(counts, heat_s / tf.maximum(px, 1.0), 0.0)
+            sectors = sectors + tf.cast(counts, _F64)
+            total = total + density
+            peak = tf.maximum(peak, density)
+        ok = scored & (sectors > 0)
+        mean = total / tf.where(ok, sectors, 1.0)
+        ok = ok & (mean > 0)
+        lift = peak / tf.where(ok, mean, 1.0)
+        return tf.where(ok, lift, np.nan), tf.where(ok, tf.cast(lift > RING_ONE_SIDED, _F64), np.nan)
+
     def _rank_accuracy(self, heat, in_box, box_px, n):
         """``localisation._rank_accuracy``: the cut is the max(K, 1)-th largest value; ties at it shared."""
         size = heat.shape[1] * heat.shape[2]
@@ -503,6 +549,20 @@ class DeviceScorer:
         n_hotter, n_tied = count(hotter), count(tied)
         hit = count(hotter & inside) + (k - n_hotter) * count(tied & inside) / tf.maximum(n_tied, 1.0)
         return hit / k
+
+
+def dilate_square(mask, radius: int):
+    """[N, H, W] bool: ``mask`` dilated by a (2 radius + 1)-square, as cv2.dilate with a square kernel.
+
+    Two max pools (a 1 x (2r + 1) row, then a (2r + 1) x 1 column: a square's maximum, separably), padding
+    SAME: the odd window is centred (r each side, also where it is wider than the frame) and positions
+    outside the frame take no part, as in cv2.dilate with its default border; on a 0/1 mask even a zero pad
+    would give the same maximum."""
+    k = 2 * int(radius) + 1
+    grown = tf.cast(mask, tf.float32)[..., None]
+    grown = tf.nn.max_pool2d(grown, ksize=[1, k], strides=1, padding="SAME")
+    grown = tf.nn.max_pool2d(grown, ksize=[k, 1], strides=1, padding="SAME")
+    return grown[..., 0] > 0.5
 
 
 def _finite_max(stacked):

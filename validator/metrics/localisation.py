@@ -60,6 +60,16 @@ POINTING_REFERENCE_SIZE = 224.0
 # frame, minus every object pixel.
 RING_WIDTH = 0.25  # x (w + h) of the box
 RING_MAX_WIDTH = 0.125  # x min(H, W)
+# Which side of the object the ring heat sits on (``ring_side_lift`` / ``ring_one_sided``): a mark beside the
+# object puts its heat just outside the object on *one* side, while a clean model's boundary heat (Grad-CAM's
+# blur) spreads around it. The ring here is every pixel within RING_SIDE_WIDTH of the shorter side (Chebyshev
+# distance) of an object pixel, minus the object, cut into 8 octants about the object's centre; the lift is
+# the hottest octant's heat density over the octants' mean density (1 = even, 8 = all in one octant). On the
+# calibration controls the share of images above RING_ONE_SIDED was <= 0.08 for clean models and 0.45-0.50
+# for mark-beside-object shortcuts (benchmarks/beside_and_partial_signals.py, ``sector_conc>4``).
+RING_SIDE_WIDTH = 0.1  # x min(H, W), rounded to whole pixels, at least 1
+RING_SIDE_MIN_PX = 4  # ring pixels an octant needs to count (a sliver's density is noise)
+RING_ONE_SIDED = 4.0  # ring_side_lift above this: the ring's heat sits on one side
 
 
 def default_pointing_tolerance(height: int, width: int) -> float:
@@ -191,6 +201,65 @@ def _ring_scores(heat, in_box, padded, scored, safe_total) -> tuple[np.ndarray, 
     return np.where(ok, share, np.nan), np.where(ok, lift, np.nan)
 
 
+def ring_side_radius(height: int, width: int) -> int:
+    """The ring's width in pixels: RING_SIDE_WIDTH x the shorter side, rounded (Python's round: halves to
+    even), at least 1."""
+    return max(1, round(RING_SIDE_WIDTH * min(height, width)))
+
+
+def ring_octants(in_box: np.ndarray) -> np.ndarray:
+    """[N, H, W] int8 octant (0..7) of every pixel about the centre of its sample's object pixels.
+
+    The centre is the mean row and column index of the object pixels (integer sums over the count, in
+    float64); octant = 4 * (dy < 0) + 2 * (dx < 0) + (|dy| > |dx|) with dy, dx the pixel's offsets from it:
+    comparisons only, so ``validator.metrics.device`` assigns every pixel the same octant. Samples without
+    object pixels get octant 0 everywhere (their scores are NaN).
+    """
+    n, height, width = in_box.shape
+    count = in_box.sum(axis=(1, 2))
+    row_sum = (in_box.sum(axis=2) * np.arange(height)).sum(axis=1)  # int64: exact
+    col_sum = (in_box.sum(axis=1) * np.arange(width)).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cy = row_sum.astype(np.float64) / count
+        cx = col_sum.astype(np.float64) / count
+    dy = np.arange(height, dtype=np.float64)[None, :, None] - cy[:, None, None]
+    dx = np.arange(width, dtype=np.float64)[None, None, :] - cx[:, None, None]
+    return (4 * (dy < 0) + 2 * (dx < 0) + (np.abs(dy) > np.abs(dx))).astype(np.int8)
+
+
+def _ring_side_scores(heat, in_box, scored) -> tuple[np.ndarray, np.ndarray]:
+    """(ring_side_lift, ring_one_sided): the hottest octant of the ring around the object region over the
+    octants' mean heat density, and whether it exceeds RING_ONE_SIDED (see ``RING_SIDE_WIDTH``).
+
+    The ring is the object region dilated by a (2r + 1) x (2r + 1) square (every pixel within Chebyshev
+    distance r of an object pixel, inside the frame) minus the object. An octant counts with at least
+    RING_SIDE_MIN_PX ring pixels; its density is its ring heat over its ring pixels. NaN where the sample is
+    not scored, no octant counts, or the ring holds no heat.
+    """
+    n, height, width = in_box.shape
+    r = ring_side_radius(height, width)
+    kernel = np.ones((2 * r + 1, 2 * r + 1), np.uint8)
+    ring = np.zeros_like(in_box)
+    for i in np.flatnonzero(scored):  # cv2's default border: pixels outside the frame are no object pixels
+        ring[i] = cv2.dilate(in_box[i].astype(np.uint8), kernel).astype(bool) & ~in_box[i]
+    octant = ring_octants(in_box)
+    counting = np.zeros((8, n), bool)
+    density = np.zeros((8, n))
+    total = np.zeros(n)
+    for s in range(8):  # the densities are added in this fixed order here and on the device: the same mean
+        sector = ring & (octant == s)
+        px = sector.sum(axis=(1, 2))
+        counting[s] = px >= RING_SIDE_MIN_PX
+        density[s] = np.where(counting[s], np.sum(heat, axis=(1, 2), where=sector) / np.maximum(px, 1), 0.0)
+        total = total + density[s]
+    sectors = counting.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / sectors
+        lift = density.max(axis=0) / mean  # heat >= 0: the max over all octants is the counting octants' max
+    ok = scored & (sectors > 0) & (mean > 0)
+    return np.where(ok, lift, np.nan), np.where(ok, (lift > RING_ONE_SIDED).astype(np.float64), np.nan)
+
+
 def _edge_rects(height, width, border_fraction) -> dict[str, tuple[float, float, float, float]]:
     """The four sides of the border band, each the full length of its side: the corner squares of the band
     belong to two edges (top and left both hold the top-left one), so a corner mark lifts two edges while a
@@ -309,6 +378,7 @@ def score_maps(
         "cam_box_hit": only(iou >= iou_hit, scored),
     }
     out["ring_heat"], out["ring_lift"] = _ring_scores(heat, in_box, padded, scored, safe_total)
+    out["ring_side_lift"], out["ring_one_sided"] = _ring_side_scores(heat, in_box, scored)
 
     outside = ~in_box
     region_heat = {}

@@ -88,6 +88,15 @@ _ENTRIES = [
     _info("ring_lift", False, 0, math.inf, CONTINUOUS, True,
           "ring_heat / the ring's share of the frame: 1 = a uniform map; a mark beside the object lifts it. "
           "NaN when the ring is empty (the objects fill the frame)."),
+    _info("ring_side_lift", False, 1, 8, CONTINUOUS, True,
+          "Which side of the object the heat just outside it sits on: the ring of pixels within 1/10 of the "
+          "frame's shorter side of the object (its mask where it has one), cut into 8 octants about the object's "
+          "centre; the hottest octant's heat density over the mean density of the octants with >= 4 ring pixels "
+          "(1 = spread evenly around the object, 8 = all in one octant: a mark beside it). NaN when no octant "
+          "counts or the ring holds no heat."),
+    _info("ring_one_sided", False, 0, 1, BOOLEAN, True,
+          "1 when ring_side_lift > 4: the ring's heat sits on one side of the object (a mark beside it; clean "
+          "models' boundary heat spreads around)."),
     *[
         _info(f"corner_heat_{c}", False, 0, 1, CONTINUOUS, False,
               f"Share of heat in the {c} corner rectangle, excluding object pixels (watermark probe).")
