@@ -77,13 +77,13 @@ def jobs_for(seed: int, families) -> list[Job]:
         jobs.append(Job("shapes", f"clean s{seed}", "PASS", {"kind": "clean"},
                         ("shapes/clean", "shapes/watermark", "shapes/weather", "shapes/background"), seed))
         for cue in ("watermark", "weather", "background"):
-            jobs.append(Job("shapes", f"{cue} s{seed}", "FAIL", {"kind": cue}, (f"shapes/{cue}",), seed))
+            jobs.append(Job(f"shapes/{cue}", f"{cue} s{seed}", "FAIL", {"kind": cue}, (f"shapes/{cue}",), seed))
     if "marks" in families:
         # The shapes clean model (same cache key as "clean s<seed>"), on data carrying the marks.
         jobs.append(Job("marks", f"marks clean s{seed}", "PASS", {"kind": "clean"},
                         tuple(f"shapes/{cue}" for cue in MARK_CUES), seed))
-        for cue in MARK_CUES:
-            jobs.append(Job("marks", f"{cue} s{seed}", "FAIL", {"kind": cue}, (f"shapes/{cue}",), seed))
+        for cue in MARK_CUES:  # one family per mark: each must fail a heatmap check and a probe
+            jobs.append(Job(f"marks/{cue}", f"{cue} s{seed}", "FAIL", {"kind": cue}, (f"shapes/{cue}",), seed))
     if "large" in families:
         jobs.append(Job("large", f"large clean s{seed}", "PASS", {"kind": "clean", "area_range": LARGE},
                         ("large/clean", "large/weather"), seed))
@@ -107,9 +107,10 @@ def jobs_for(seed: int, families) -> list[Job]:
     return jobs
 
 
-def partial_jobs(seed: int, strengths, cues=SHAPES_CUES, group="shapes", data="shapes", **train) -> list[Job]:
+def partial_jobs(seed: int, strengths, cues=SHAPES_CUES, group="shapes/{cue}", data="shapes", **train) -> list[Job]:
+    """``group`` may hold ``{cue}`` (one family per cue)."""
     prefix = "" if data == "shapes" else f"{data} "
-    return [Job(group, f"{prefix}{cue} partial {s}", "report", {"kind": cue, "cue_strength": s, **train},
+    return [Job(group.format(cue=cue), f"{prefix}{cue} partial {s}", "report", {"kind": cue, "cue_strength": s, **train},
                 (f"{data}/{cue}",), seed)
             for s in strengths for cue in cues]
 
@@ -152,7 +153,7 @@ def main() -> int:
         # The shortcut recipe (5 epochs): the cue is learned first and the shape partly, so the cue carries
         # part of the accuracy (test acc - cf acc). With the clean recipe's 10 epochs the shape, a perfect
         # predictor, is learned fully and a 0.7 cue carries nothing (reliance 0.00-0.02, measured).
-        jobs += partial_jobs(args.seeds[0], args.partial, MARK_CUES, "marks")
+        jobs += partial_jobs(args.seeds[0], args.partial, MARK_CUES, "marks/{cue}")
     if "digits10" in args.families:
         # Decoy MNIST made partial: the swatch agrees with the label in a share of the images, the digit always
         jobs += partial_jobs(args.seeds[0], args.partial_digits, ("corner_mark",), "digits10", "digits10",
@@ -340,6 +341,17 @@ def _markdown(rows, args, policy) -> str:
             groups.setdefault(source.get(check_id, "data"), []).append(check_id)
         detail = "; ".join(f"{kind}: {', '.join(ids)}" for kind, ids in sorted(groups.items())) or "none in common"
         lines.append(f"- {family}: {detail} ({len(runs)} runs; {len(groups)} independent kinds of signal)")
+    lines += ["", "Required FAILs that fail on one kind of signal only (a heatmap check and a probe each fail the",
+              "others):", ""]
+    single = []
+    for r in shortcut:
+        kinds = sorted({source.get(check_id, "data") for check_id in r["failed"]} - {"data"})
+        if len(kinds) < 2:
+            single.append(r)
+            lines.append(f"- {r['label']} on {r['set']} (reliance {_f(r['reliance'])}): {', '.join(kinds) or 'none'} "
+                         f"only ({', '.join(r['failed'])})")
+    if not single:
+        lines.append("- none")
     for name, key in (("corner", "reason"), ("edge", "edge_reason")):
         said = [r for r in shortcut if r.get(key)]
         if said:

@@ -44,3 +44,19 @@ def test_partial_edge_strip_fails_on_edge_heat(tmp_path, control_cache_dir, held
     verdict = audit(str(model.path), str(data.coco_path), out=tmp_path / "report")
     edge = _overall(verdict, "edge-heat")
     assert edge["outcome"] == "FAIL" and "the evidence sits along the top edge" in edge["message"]
+
+
+def test_a_mark_beside_the_object_fails_a_heatmap_check_and_the_clean_model_passes_it(
+        tmp_path, beside_mark_model, clean_model, heldout_coco):
+    """Issue 21 item 3: the mark touching the object is caught by the maps themselves (``beside-heat``: the
+    ring's heat gathers on one side), not only by the probes; the clean control passes that check on the same
+    data."""
+    from validator.metrics import metric_info
+    from validator.metrics.registry import HEATMAP
+
+    assert metric_info("ring_one_sided").source == HEATMAP  # read from the maps: independent of the probes
+    data = heldout_coco("beside_mark", n=200, seed=HELDOUT_SEED)
+    shortcut = _overall(audit(str(beside_mark_model.path), str(data.coco_path), out=tmp_path / "s"), "beside-heat")
+    clean = _overall(audit(str(clean_model.path), str(data.coco_path), out=tmp_path / "c"), "beside-heat")
+    assert shortcut["outcome"] == "FAIL" and shortcut["observed"] > 0.3, shortcut["message"]
+    assert clean["outcome"] == "PASS" and clean["observed"] < 0.15, clean["message"]

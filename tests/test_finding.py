@@ -8,7 +8,7 @@ import pytest
 
 from validator import audit
 from validator.metrics import METRICS
-from validator.policy.finding import PROBES_ONLY, SPREAD, finding
+from validator.policy.finding import BESIDE, PROBES_ONLY, SPREAD, finding
 from validator.policy.result import CheckResult
 from validator.probes.hotspot import PLACES, place
 
@@ -49,6 +49,9 @@ def test_the_most_specific_failing_region_is_named():
     corner = finding([hot, _result("corner-heat", "corner_lift_max", "FAIL")], table, METRICS)
     assert corner.startswith("the evidence sits in the bottom-right corner")
     assert finding([_result("object-heat", "relative_lift", "FAIL")], table, METRICS) == SPREAD
+    # one-sided ring heat names the place beside the object, before the unplaced "spread" sentence
+    assert finding([_result("beside-heat", "ring_one_sided", "FAIL"), _result("object-heat", "relative_lift", "FAIL")],
+                   table, METRICS) == BESIDE
     assert finding([_result("background-only", "bg_only_skill", "FAIL")], table, METRICS) == PROBES_ONLY
     assert finding([_result("object-heat", "relative_lift", "PASS"),
                     _result("object-heat", "relative_lift", "FAIL", slice_="class=a")], table, METRICS) is None

@@ -41,8 +41,8 @@ def test_no_stray_policy_files():
 def test_default_policy_path_and_unknown_builtin():
     assert default_policy_path() == builtin_policy_path("default")
     assert [c.id for c in load_policy(default_policy_path()).checks] == [
-        "object-heat", "object-heat-share", "class-object-heat", "corner-heat", "edge-heat", "dead-maps",
-        "accuracy", "background-only", "background-swap", "hotspot", "explainer-sanity", "faithfulness"]
+        "object-heat", "object-heat-share", "class-object-heat", "corner-heat", "edge-heat", "beside-heat",
+        "dead-maps", "accuracy", "background-only", "background-swap", "hotspot", "explainer-sanity", "faithfulness"]
     with pytest.raises(PolicyError, match="did you mean 'strict'"):
         builtin_policy_path("strcit")
 
@@ -83,7 +83,7 @@ def _faithfulness_value(metric: str, faithful: bool) -> float:
 
 
 def _table(lift, corner, correct_share, n_per_class=100, relative=0.5, corner_lift=1.0, bg_correct=0.5,
-           gap=0.0, spearman=0.1, faithful=True, hotspot=0.0, edge_lift=1.0):
+           gap=0.0, spearman=0.1, faithful=True, hotspot=0.0, edge_lift=1.0, one_sided=0.0):
     """Two classes; lift and corner heat spread evenly around the given centres; probe columns at the given
     shares (background-only accuracy, BG-gap) and sanity / faithfulness on a 32-row sample (faithful: maps
     the shipped faithfulness checks pass; not: maps they flag)."""
@@ -109,6 +109,7 @@ def _table(lift, corner, correct_share, n_per_class=100, relative=0.5, corner_li
         "relative_lift": np.linspace(relative - 0.2, relative + 0.2, n),
         "corner_lift_max": np.linspace(corner_lift * 0.5, corner_lift * 1.5, n),
         "edge_lift_max": np.linspace(edge_lift * 0.5, edge_lift * 1.5, n),
+        "ring_one_sided": (np.arange(n) < round(one_sided * n)).astype(float),
         "dead": np.zeros(n),
         "correct": np.array([1.0] * n_correct + [0.0] * (n - n_correct)),
     }
@@ -154,3 +155,15 @@ def test_shipped_faithfulness_check_passes_faithful_maps_and_flags_unfaithful_on
             (result,) = [r for r in results if r.check_id == check.id]
             flagged = {"warn": "WARN", "fail": "FAIL", "inconclusive": "INCONCLUSIVE"}[check.severity]
             assert result.outcome == ("PASS" if faithful else flagged), (name, faithful, result.message)
+
+
+@pytest.mark.parametrize("share, outcome", [(0.0, "PASS"), (0.08, "PASS"), (0.45, "FAIL")])
+def test_default_beside_heat_fails_one_sided_ring_heat_at_the_shortcuts_share_not_the_clean_models(share, outcome):
+    """0.08: the most one-sided clean control measured; 0.45: the least one-sided mark-beside-object shortcut
+    (issue 21). With 200 images the Wilson upper bound of 0.08 is ~0.13, of 0.45 ~0.52: either side of 0.25."""
+    policy = load_policy(default_policy_path())
+    results = evaluate(policy, _table(2.5, 0.03, 0.9, one_sided=share), data_summary={"n_records": 200, "n_skipped": 0},
+                       today=date(2026, 6, 1))
+    beside = next(r for r in results if r.check_id == "beside-heat" and r.slice == "overall")
+    assert beside.outcome == outcome, beside.message
+    assert {r.check_id for r in results if r.outcome == "FAIL"} == ({"beside-heat"} if outcome == "FAIL" else set())

@@ -3,8 +3,9 @@
 A reviewer acts on "the model reads the bottom-right corner" sooner than on a list of failed checks. The
 sentence comes from the checks that failed (else warned) on the overall slice, the most specific first: a
 corner, then an edge (the corner and edge lifts name theirs), then the place of the hot spots whose filling
-removed the class (``hotspot_place``), then heat off the object with no place of its own (spread over the
-background, as a brightness or texture cue puts it), then the background probes alone.
+removed the class (``hotspot_place``), then ring heat on one side of the object (beside it), then heat off
+the object with no place of its own (spread over the background, as a brightness or texture cue puts it),
+then the background probes alone.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from validator.policy.result import FAIL, WARN, CheckResult
 CORNER_PREFIXES = ("corner_lift_", "corner_heat_")
 EDGE_PREFIXES = ("edge_lift_",)
 ONE_PLACE_SHARE = 0.6  # as the corner and edge sentences: one place when it holds this share of the images
+BESIDE = "the evidence sits beside the object: the heat just outside it gathers on one side"
 SPREAD = "the heat lies off the object, spread over the background rather than on one mark"
 PROBES_ONLY = "the background decides the class (the probes say so), with no one region of the maps holding it"
 
@@ -44,6 +46,8 @@ def finding(results: Sequence[CheckResult], table: Mapping[str, np.ndarray],
     hotspot = [r for r in broken if r.metric == "hotspot_drop"]
     if hotspot and "hotspot_place" in table:
         return place_sentence(table, rows, hotspot[0].max if hotspot[0].max is not None else 0.0)
+    if metrics & {"ring_one_sided", "ring_side_lift"}:
+        return BESIDE
     if any(infos[m].source == HEATMAP and infos[m].needs_box for m in metrics):
         return SPREAD
     return PROBES_ONLY
