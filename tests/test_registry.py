@@ -192,5 +192,5 @@ def test_mlflow_evaluate_runs_the_gate(registry, monkeypatch):
     assert logged.data.tags["camgate.status"] == "PASS"
     assert logged.data.tags["camgate.source"] == "mlflow.evaluate"
     assert logged.data.metrics["lift_mean/overall"] == pytest.approx(result.metrics["lift_mean/overall"])
-    assert set(result.metrics) <= set(logged.data.metrics) and len(logged.data.metrics) <= 52
+    assert set(result.metrics) <= set(logged.data.metrics) and len(logged.data.metrics) <= 53
     assert (registry["root"] / "eval" / "verdict.json").exists()

@@ -276,7 +276,7 @@ def test_cli_mlflow_detail(gate, capsys):
         assert result.exit_code == 0, result.err
         run_id = json.loads((out / "verdict.json").read_text())["tracking"]["run_id"]
         counts[detail] = set(client.get_run(run_id).data.metrics)
-    assert counts["summary"] < counts["full"] and len(counts["summary"]) <= 52
+    assert counts["summary"] < counts["full"] and len(counts["summary"]) <= 53
     assert "lift_mean/class_disc_lo" in counts["full"] - counts["summary"]
     assert run_cli(capsys, "audit", v.model, "--data", v.data, "--mlflow-detail", "all").exit_code == 2
 
@@ -451,8 +451,9 @@ def test_metric_count_is_bounded_whatever_the_number_of_classes(default_audit, n
     ids = {c["check_id"] for c in verdict.checks}
     assert len(ids) == 16  # 13 policy checks and 3 data checks
     # bounded by the policy, not the classes: value, threshold and pass per check, failing_slices for the
-    # per-class check, 3 headline numbers: 52 for the default policy (issue 23's "~50")
-    assert len(metrics) <= 3 * len(ids) + 1 + 3 == 52, (n_classes, len(metrics))
+    # two per-class checks (class-object-heat, data.min_per_class), 3 headline numbers: 53 for the default
+    # policy (issue 23's "~50")
+    assert len(metrics) <= 3 * len(ids) + 2 + 3 == 53, (n_classes, len(metrics))
     assert {k.split("/")[1] for k in metrics if k.startswith("check/")} == ids
     assert set(metrics) - {k for k in metrics if k.startswith("check/")} <= {"gate/ok", "gate/status_code",
                                                                               "lift_mean/overall"}
