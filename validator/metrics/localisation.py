@@ -65,8 +65,8 @@ RING_MAX_WIDTH = 0.125  # x min(H, W)
 # blur) spreads around it. The ring here is every pixel within RING_SIDE_WIDTH of the shorter side (Chebyshev
 # distance) of an object pixel, minus the object, cut into 8 octants about the object's centre; the lift is
 # the hottest octant's heat density over the octants' mean density (1 = even, 8 = all in one octant). On the
-# calibration controls the share of images above RING_ONE_SIDED was <= 0.08 for clean models and 0.45-0.50
-# for mark-beside-object shortcuts (benchmarks/beside_and_partial_signals.py, ``sector_conc>4``).
+# calibration controls the share of images above RING_ONE_SIDED has an upper bound <= 0.096 for clean models
+# and 0.47-0.50 for mark-beside-object shortcuts (docs/calibration.md, the default ``beside-heat`` check).
 RING_SIDE_WIDTH = 0.1  # x min(H, W), rounded to whole pixels, at least 1
 RING_SIDE_MIN_PX = 4  # ring pixels an octant needs to count (a sliver's density is noise)
 RING_ONE_SIDED = 4.0  # ring_side_lift above this: the ring's heat sits on one side
