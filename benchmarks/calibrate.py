@@ -243,6 +243,8 @@ def _row(job: Job, set_name: str, control, verdict) -> dict:
         "edge_reason": next((c["message"] for c in verdict.failed_checks if c["check_id"] == "edge-heat"), None),
         "finding": verdict.finding,
         "error": verdict.error,
+        # reported, not judged: Xiao et al.'s BG-gap (Mixed-Same - Mixed-Rand), the lower end of its interval
+        "bg_reliance": (summary.get("bg_reliance", {}).get("mean") or {}).get("lo"),
     }
 
 
@@ -280,16 +282,19 @@ def _markdown(rows, args, policy) -> str:
         ", ".join(f"`{c.id}`: {c.bound} bound of {c.aggregate} {c.metric} {'>=' if c.min is not None else '<='} "
                   f"{c.min if c.min is not None else c.max}" for c in headline) + ").",
         "",
+        "`bg_reliance` (reported, not judged): the lower 95% bound of mean mixed_same_correct -",
+        "object_only_correct, Xiao et al.'s BG-gap (Mixed-Same - Mixed-Rand).",
+        "",
         "| model | expected | held-out set | n | test acc | cf acc | reliance | " + " | ".join(c.id for c in headline)
-        + " | class warns | not judged | verdict | failing checks |",
-        "|---|---|---|---|---|---|---|" + "---|" * len(headline) + "---|---|---|---|",
+        + " | bg_reliance | class warns | not judged | verdict | failing checks |",
+        "|---|---|---|---|---|---|---|" + "---|" * len(headline) + "---|---|---|---|---|",
     ]
     for r in rows:
         cells = " | ".join(_f(r["compared"].get(c.id), 3) for c in headline)
         lines.append(
             f"| {r['label']} | {r['expected']} | {r['set']} | {r['n']} | {_f(r['accuracy'])} | {_f(r['cf_accuracy'])} "
             f"| {_f(r['reliance'])} "
-            f"| {cells} | {r['class_warn']} | {r['not_judged']} | {r['status']} "
+            f"| {cells} | {_f(r.get('bg_reliance'), 3)} | {r['class_warn']} | {r['not_judged']} | {r['status']} "
             f"| {', '.join(r['failed']) or (r['error'] or '–')} |"
         )
     lines += ["", "## Margins", "",
@@ -307,6 +312,11 @@ def _markdown(rows, args, policy) -> str:
                      f"clean worst {_f(worst, 3)}; catches {len(caught)} of {len(shortcut)} shortcut runs"
                      + (f" (their best {_f(max(r['compared'][c.id] for r in caught) if low else min(r['compared'][c.id] for r in caught), 3)})"
                         if caught else "") + ".")
+    clean_rel = [r["bg_reliance"] for r in clean if r.get("bg_reliance") is not None]
+    failing_rel = [r["bg_reliance"] for r in shortcut if r.get("bg_reliance") is not None]
+    if clean_rel and failing_rel:
+        lines.append(f"- `bg_reliance` (reported, not judged; lower bound of mean): clean worst {max(clean_rel):.3f}; "
+                     f"required FAILs from {min(failing_rel):.3f}.")
     lines += ["", "How clearly each required FAIL fails: the number of checks that fail it (one check moved by a",
               "hair cannot flip a verdict that two or more checks give) and the farthest failing check past its",
               "threshold, as a share of the threshold.", ""]
@@ -363,7 +373,9 @@ def _markdown(rows, args, policy) -> str:
                     lines.append(f"- {r['label']} on {r['set']}: {r[key]}")
     lines += ["", "The verdict's first sentence (`verdict.finding`), per shortcut run and held-out set:", ""]
     for r in shortcut + [r for r in rows if r["expected"] == "report"]:
-        where = (r.get("finding") or "–").split(" (")[0]
+        said = r.get("finding") or "–"
+        # the per-image detail in parentheses is dropped; a probes-only sentence keeps the place it points to
+        where = said if said.startswith("the background decides") else said.split(" (")[0]
         lines.append(f"- {r['label']} on {r['set']} ({r['status']}): {where}")
     wrong = _misclassified(rows)
     lines += ["", f"Misclassified: {len(wrong)} of {sum(r['expected'] != 'report' for r in rows)} required outcomes."]

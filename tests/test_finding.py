@@ -30,11 +30,29 @@ def test_a_hot_spot_is_placed_by_where_it_sits(rect, expected):
     assert PLACES[place(spot, spot.astype(float), obj)] == expected
 
 
-def _result(check_id, metric, outcome, slice_="overall", maximum=None):
+def _result(check_id, metric, outcome, slice_="overall", maximum=None, compared=float("nan")):
     nan = float("nan")
     return CheckResult(check_id=check_id, slice=slice_, metric=metric, aggregate="mean", bound="lower",
-                       severity="fail", observed=nan, lo=nan, hi=nan, compared=nan, n=10, min=None, max=maximum,
-                       baseline=None, change=None, outcome=outcome, message="")
+                       severity="fail", observed=nan, lo=nan, hi=nan, compared=compared, n=10, min=None,
+                       max=maximum, baseline=None, change=None, outcome=outcome, message="")
+
+
+def test_when_only_the_probes_fail_the_sentence_names_the_place_nearest_its_limit():
+    probe = _result("background-swap", "bg_gap", "FAIL", maximum=0.5, compared=0.537)
+    corner = _result("corner-heat", "corner_lift_max", "PASS", maximum=5.0, compared=4.736)  # 95% of its max
+    edge = _result("edge-heat", "edge_lift_max", "PASS", maximum=3.0, compared=2.012)  # 67%
+    beside = _result("beside-heat", "ring_one_sided", "PASS", maximum=0.25, compared=0.081)  # 32%
+    per_class = _result("corner-heat", "corner_lift_max", "PASS", slice_="class=a", maximum=5.0, compared=4.99)
+    said = finding([probe, edge, corner, beside, per_class], {"class_name": np.array(["a"], dtype=object)}, METRICS)
+    assert said == ("the background decides the class (the probes say so); no region of the maps fails its check, "
+                    "and they point nearest to the corners (corner-heat 4.74, 95% of its maximum 5)")
+    # the nearest changes with the numbers, not the order of the checks
+    edge_near = _result("edge-heat", "edge_lift_max", "PASS", maximum=3.0, compared=2.95)
+    assert "nearest to the edges (edge-heat 2.95, 98% of its maximum 3)" in finding(
+        [probe, corner, edge_near, beside], {"class_name": np.array(["a"], dtype=object)}, METRICS)
+    # a region check that was not judged (NaN) names nothing
+    unjudged = _result("corner-heat", "corner_lift_max", "NOT_JUDGED", maximum=5.0)
+    assert finding([probe, unjudged], {"class_name": np.array(["a"], dtype=object)}, METRICS) == PROBES_ONLY
 
 
 def test_the_most_specific_failing_region_is_named():

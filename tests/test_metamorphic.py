@@ -106,6 +106,25 @@ def test_a_donor_is_another_image_of_another_class(by_batch, watermark_set):
         assert samples[j].class_id != samples[i].class_id
 
 
+def test_a_mixed_same_donor_is_another_image_of_the_same_class_whatever_the_order(watermark_set):
+    from validator.data import load_dataset
+    from validator.probes.counterfactual import draw_same_donors
+    from validator.scoring import mixed_order
+
+    samples = mixed_order(load_dataset(str(watermark_set["coco"])).samples, 0)
+    donors = draw_same_donors(samples, 0)
+    assert (donors >= 0).all()
+    for i, j in enumerate(donors):
+        assert samples[j].image_path != samples[i].image_path
+        assert samples[j].class_id == samples[i].class_id
+    # the donor follows the sample, not its place in the list
+    reordered = samples[::-1]
+    again = draw_same_donors(reordered, 0)
+    by_id = {s.sample_id: samples[d].sample_id for s, d in zip(samples, donors, strict=True)}
+    assert all(by_id[s.sample_id] == reordered[d].sample_id for s, d in zip(reordered, again, strict=True))
+    assert (draw_same_donors(samples, 1) != donors).any()  # the seed draws them
+
+
 @pytest.mark.parametrize("count", [1, 3, 8])
 def test_the_merged_verdict_does_not_depend_on_the_shard_count(count, tmp_path, watermark_model, watermark_set,
                                                                by_batch):

@@ -335,7 +335,8 @@ def test_registry_covers_every_column_with_the_right_direction():
              "corner_lift_tl", "corner_lift_tr", "corner_lift_bl", "corner_lift_br", "corner_lift_max",
              "border_heat", "region_wm", "dead", "edge_lift_top", "edge_lift_bottom", "edge_lift_left",
              "edge_lift_right", "edge_lift_max", "ring_heat", "ring_lift", "ring_side_lift", "ring_one_sided"}
-    informational = {"area", "object_area", "center_hit", "confidence", "centre_heat", "confidence_drop"}
+    informational = {"area", "object_area", "center_hit", "confidence", "centre_heat", "confidence_drop",
+                     "mixed_same_correct"}
     assert {n for n, m in METRICS.items() if m.higher_is_better is True} == higher
     assert {n for n in METRICS if METRICS[n].higher_is_better is None} == informational
     assert all(metric_info(n).higher_is_better is False for n in lower)
@@ -347,11 +348,12 @@ def test_registry_covers_every_column_with_the_right_direction():
     assert METRICS["ring_side_lift"].needs_box and METRICS["ring_one_sided"].needs_box
     # lower is better for every probe that finds the class without the object, and for the sanity correlation
     assert all(METRICS[n].higher_is_better is False for n in ("bg_only_correct", "bg_only_skill", "bg_gap",
-                                                              "deletion_auc", "sanity_spearman"))
+                                                              "bg_reliance", "deletion_auc", "sanity_spearman"))
     # only heatmap metrics are put in doubt by a failed sanity check
     assert {n for n, m in METRICS.items() if m.source != "heatmap"} == {
         "correct", "confidence", "bg_only_correct", "bg_only_skill", "bg_only_confidence", "object_only_correct",
-        "bg_gap", "confidence_drop", "deletion_auc", "insertion_auc", "faithfulness_gap", "faithfulness_gain",
+        "bg_gap", "mixed_same_correct", "bg_reliance", "confidence_drop", "deletion_auc", "insertion_auc",
+        "faithfulness_gap", "faithfulness_gain",
         "sanity_spearman", "hotspot_drop", "hotspot_flip"}
 
 

@@ -189,7 +189,7 @@ def test_shortcut_model_reads_the_background():
     images, boxes, classes = shortcut_batch()
     predict = Counting(corner_model)
     cols = probe_scores(predict, images, boxes, classes, C, seed=1)
-    assert predict.sizes == [7, 7, 7]  # three batched calls
+    assert predict.sizes == [7, 7, 7, 7]  # four batched calls: original, background-only, Mixed-Rand, Mixed-Same
     assert set(cols) == set(COLUMNS)
     # corner untouched by the box fill: the background alone gives the class
     np.testing.assert_array_equal(cols["bg_only_correct"][:6], 1.0)
@@ -199,6 +199,9 @@ def test_shortcut_model_reads_the_background():
     # Mixed-Rand: the corner is the donor's (another class): always wrong, gap = 1 - 0
     np.testing.assert_array_equal(cols["object_only_correct"][:6], 0.0)
     np.testing.assert_array_equal(cols["bg_gap"][:6], 1.0)
+    # Mixed-Same: the corner is a same-class donor's, so the class survives: all of the accuracy follows it
+    np.testing.assert_array_equal(cols["mixed_same_correct"][:6], 1.0)
+    np.testing.assert_array_equal(cols["bg_reliance"][:6], 1.0)
     for name in COLUMNS:
         assert np.isnan(cols[name][6]), name
 
@@ -207,7 +210,7 @@ def test_object_model_ignores_the_background():
     images, boxes, classes = shortcut_batch()
     predict = Counting(object_model)
     cols = probe_scores(predict, images, boxes, classes, C, seed=1)
-    assert len(predict.sizes) == 3
+    assert len(predict.sizes) == 4
     # background-only: the box's red becomes the outside red mean, 0 -> nearest level 0.25 -> class 0
     bg_correct = np.array([1.0, 0, 0, 1, 0, 0])
     np.testing.assert_array_equal(cols["bg_only_correct"][:6], bg_correct)
@@ -222,7 +225,60 @@ def test_object_model_ignores_the_background():
     # Mixed-Rand keeps the box: the object model is still right, no gap
     np.testing.assert_array_equal(cols["object_only_correct"][:6], 1.0)
     np.testing.assert_array_equal(cols["bg_gap"][:6], 0.0)
+    np.testing.assert_array_equal(cols["mixed_same_correct"][:6], 1.0)
+    np.testing.assert_array_equal(cols["bg_reliance"][:6], 0.0)
     assert all(np.isnan(cols[name][6]) for name in COLUMNS)
+
+
+def seam_batch():
+    """Class k: a small object (R = 0.25 * (k + 1)) at 6:10 inside the box 4:12; every image has its own
+    background level (G), unrelated to the class, so the box's ring carries the recipient's G after a paste."""
+    classes = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2])
+    images = np.zeros((9, 16, 16, 3), dtype=np.float32)
+    for i, k in enumerate(classes):
+        images[i, ..., 1] = 0.1 + 0.08 * i
+        images[i, 6:10, 6:10, 0] = 0.25 * (k + 1)
+    return images, [np.array([[4.0, 4.0, 12.0, 12.0]])] * 9, classes
+
+
+def seam_model(x):
+    """Reads the object, but answers the next class when it sees a seam (the pixel inside the box's corner
+    differs from the one just outside): a clean model that the paste itself hurts."""
+    cls = nearest(x[:, 6:10, 6:10, 0].mean(axis=(1, 2)), [0.25, 0.5, 0.75])
+    seam = ~np.isclose(x[:, 4, 4, 1], x[:, 3, 3, 1])
+    return one_hot_probs(np.where(seam, (cls + 1) % C, cls))
+
+
+def test_the_paste_cost_falls_on_both_arms_so_bg_reliance_leaves_it_out():
+    images, boxes, classes = seam_batch()
+    cols = probe_scores(seam_model, images, boxes, classes, C, seed=3)
+    # the originals have no seam: right; every paste makes one, onto another class's or its own class's image
+    np.testing.assert_array_equal(cols["object_only_correct"], 0.0)
+    np.testing.assert_array_equal(cols["mixed_same_correct"], 0.0)
+    np.testing.assert_array_equal(cols["bg_gap"], 1.0)  # the uncontrolled gap calls it a background reader
+    np.testing.assert_array_equal(cols["bg_reliance"], 0.0)  # the controlled one does not
+
+
+def half_shortcut_model(x):
+    """Reads the object, except where it shows class 0: there it reads the corner (a partial shortcut)."""
+    by_object = nearest(x[:, 4:12, 4:12, 0].mean(axis=(1, 2)), [0.25, 0.5, 0.75])
+    by_corner = nearest(x[:, 0, 0, 1], [0.2, 0.4, 0.6])
+    return one_hot_probs(np.where(by_object == 0, by_corner, by_object))
+
+
+def test_bg_reliance_is_the_share_of_the_accuracy_the_background_decides():
+    images, boxes, classes = shortcut_batch()
+    cols = probe_scores(half_shortcut_model, images, boxes, classes, C, seed=1)
+    np.testing.assert_array_equal(cols["bg_reliance"][:6], [1.0, 0, 0, 1, 0, 0])
+    assert abs(np.nanmean(cols["bg_reliance"]) - 1 / 3) < 1e-12
+
+
+def test_no_donor_of_the_same_class_is_nan_reliance_not_zero():
+    images, boxes, _ = shortcut_batch()
+    classes = np.array([0, 1, 2, 3, 4, 5, 6])  # every class once: Mixed-Rand has donors, Mixed-Same none
+    cols = probe_scores(lambda x: np.eye(7, dtype=np.float32)[np.zeros(len(x), int)], images, boxes, classes, 7)
+    assert np.isfinite(cols["bg_gap"][:6]).all()
+    assert np.isnan(cols["mixed_same_correct"]).all() and np.isnan(cols["bg_reliance"]).all()
 
 
 def test_predict_that_preprocesses_in_place_does_not_touch_the_input():

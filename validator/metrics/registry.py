@@ -145,7 +145,14 @@ _ENTRIES = [
           "(Mixed-Rand).", PROBE),
     _info("bg_gap", False, -1, 1, CONTINUOUS, True,
           "correct - object_only_correct: its mean is the accuracy lost when the background is swapped for "
-          "another class's (BG-gap, Xiao et al. 2020).", PROBE),
+          "another class's, the paste's own cost included (judge bg_reliance, which controls for it).", PROBE),
+    _info("mixed_same_correct", None, 0, 1, BOOLEAN, True,
+          "1 when the model predicts the class with the object pasted, the same way, on the background of "
+          "another image of its own class (Mixed-Same, the paste's control).", PROBE),
+    _info("bg_reliance", False, -1, 1, CONTINUOUS, True,
+          "mixed_same_correct - object_only_correct: its mean is the accuracy that follows the background's "
+          "class with the paste's cost taken out (BG-gap, Xiao et al. 2020: Mixed-Same - Mixed-Rand); ~0 "
+          "when the model ignores backgrounds, the cue's share of the accuracy for a shortcut.", PROBE),
     _info("confidence_drop", None, -1, 1, CONTINUOUS, True,
           "True-class probability on the image minus on the background-only image.", PROBE),
     # hot spots confirmed by ablation (validator.probes.hotspot): forward passes on altered images

@@ -5,7 +5,9 @@ sentence comes from the checks that failed (else warned) on the overall slice, t
 corner, then an edge (the corner and edge lifts name theirs), then the place of the hot spots whose filling
 removed the class (``hotspot_place``), then ring heat on one side of the object (beside it), then heat off
 the object with no place of its own (spread over the background, as a brightness or texture cue puts it),
-then the background probes alone.
+then the background probes alone. When only the probes fail (a partial shortcut: the object carries most of the
+heat, so no map check fails), the sentence still names the place the maps point to: the region check (corner,
+edge, beside) whose compared value comes nearest its maximum, with the numbers, so a reviewer knows where to look.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ ONE_PLACE_SHARE = 0.6  # as the corner and edge sentences: one place when it hol
 BESIDE = "the evidence sits beside the object: the heat just outside it gathers on one side"
 SPREAD = "the heat lies off the object, spread over the background rather than on one mark"
 PROBES_ONLY = "the background decides the class (the probes say so), with no one region of the maps holding it"
+# The region checks a probes-only sentence may point to, and the words for their place.
+PLACE_METRICS = {"corner_lift_max": "the corners", "edge_lift_max": "the edges", "ring_one_sided": "beside the object"}
 
 
 def finding(results: Sequence[CheckResult], table: Mapping[str, np.ndarray],
@@ -50,7 +54,24 @@ def finding(results: Sequence[CheckResult], table: Mapping[str, np.ndarray],
         return BESIDE
     if any(infos[m].source == HEATMAP and infos[m].needs_box for m in metrics):
         return SPREAD
-    return PROBES_ONLY
+    return nearest_place_sentence(results) or PROBES_ONLY
+
+
+def nearest_place_sentence(results: Sequence[CheckResult]) -> str | None:
+    """"The background decides the class ...; the maps point nearest to <place>" from the overall region check
+    whose compared value is the largest share of its maximum; None when no region check was judged."""
+    best = None
+    for r in results:
+        if (r.slice != "overall" or r.metric not in PLACE_METRICS or r.max is None or not r.max > 0
+                or not np.isfinite(r.compared)):
+            continue
+        if best is None or r.compared / r.max > best.compared / best.max:
+            best = r
+    if best is None:
+        return None
+    return (f"the background decides the class (the probes say so); no region of the maps fails its check, and they point "
+            f"nearest to {PLACE_METRICS[best.metric]} ({best.check_id} {best.compared:.3g}, {best.compared / best.max:.0%} "
+            f"of its maximum {best.max:g})")
 
 
 def place_sentence(table: Mapping[str, np.ndarray], rows: np.ndarray, cut: float) -> str:

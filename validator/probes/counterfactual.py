@@ -9,9 +9,15 @@ Backgrounds in Object Recognition"):
   ``bg_only_skill`` the same rescaled so 0 is chance and 1 is "the background alone always gives the
   class", ``bg_only_confidence`` the true-class probability left, ``confidence_drop`` how much was lost.
 * **object-only, Mixed-Rand**: each sample's object is pasted onto the background of a sample of another
-  class. ``bg_gap`` = correct(original) - correct(Mixed-Rand); its mean is Xiao et al.'s BG-gap, the
-  accuracy lost when the background is swapped for another class's. On ImageNet-9 it is 7.3 points for a
-  standard ResNet-50 and 0.2 for one trained on Mixed-Rand: a model that ignores backgrounds has ~0.
+  class. ``bg_gap`` = correct(original) - correct(Mixed-Rand): the accuracy lost when the background is
+  swapped for another class's, which includes what the paste itself costs (seams, the object's box corners
+  on a new background): a clean model loses up to ~0.4 of it on objects of 25-50%.
+* **Mixed-Same**, the paste's control: the same object pasted the same way onto the background of another
+  image *of its own class*. ``bg_reliance`` = correct(Mixed-Same) - correct(Mixed-Rand); its mean is Xiao et
+  al.'s BG-gap (ImageNet-9: 86.2% - 78.9% = 7.3 points for a standard ResNet-50, 0.2 for one trained on
+  Mixed-Rand). Both arms pay the paste's cost, so what is left is the accuracy that follows the background's
+  class: ~0 for a model that ignores backgrounds, the cue's share of the accuracy for a partial shortcut
+  (a cue that agrees with the label in Mixed-Same and contradicts it in Mixed-Rand, as shuffling it would).
 
 Pixel membership follows ``validator.metrics.geometry`` (pixel-centre rule), as the localisation scores
 do, so a probe removes exactly the pixels the heat scores call "object". A sample whose boxes cover no
@@ -34,7 +40,7 @@ from validator.metrics.localisation import BORDER_FRACTION, with_object_masks
 
 FILLS = ("tile", "mean", "blur", "inpaint")
 COLUMNS = ("bg_only_correct", "bg_only_skill", "bg_only_confidence", "object_only_correct", "bg_gap",
-           "confidence_drop")
+           "mixed_same_correct", "bg_reliance", "confidence_drop")
 CHANNELS = (1, 3, 4)
 # Blur sigma as a share of the longer image side (22 px at 224): wide enough that the blurred box holds
 # only a smooth mix of the surrounding background, with no edge or texture at object scale.
@@ -198,16 +204,19 @@ def background_only(images: np.ndarray, boxes: Sequence[np.ndarray], fill: str =
     return _background_only(arr, regions, fill)
 
 
-def _donors(class_ids: np.ndarray, usable: np.ndarray, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
-    """Per sample, a seeded random sample of another class and another group (image), -1 when none or the
-    sample is not probed."""
+def _donors(class_ids: np.ndarray, usable: np.ndarray, seed: int, groups: np.ndarray | None = None,
+            same_class: bool = False) -> np.ndarray:
+    """Per sample, a seeded random sample of another class (``same_class``: of its own class) and another
+    group (image), -1 when none or the sample is not probed."""
     n = len(class_ids)
     groups = np.arange(n) if groups is None else np.asarray(groups)
     # One uniform draw per sample, used or not: a sample's donor does not depend on the other samples' boxes.
-    draws = np.random.default_rng(seed).random(n)
+    # Mixed-Same draws from its own stream, so adding it leaves every Mixed-Rand donor as it was.
+    draws = np.random.default_rng([int(seed) & 0xFFFFFFFF, 1] if same_class else seed).random(n)
     donor = np.full(n, -1, dtype=np.int64)
     for i in np.flatnonzero(usable):
-        candidates = np.flatnonzero((class_ids != class_ids[i]) & (groups != groups[i]))
+        classes = (class_ids == class_ids[i]) if same_class else (class_ids != class_ids[i])
+        candidates = np.flatnonzero(classes & (groups != groups[i]))
         if len(candidates):
             donor[i] = candidates[min(int(draws[i] * len(candidates)), len(candidates) - 1)]
     return donor
@@ -249,14 +258,40 @@ def draw_donors(samples: Sequence, seed: int) -> np.ndarray:
     return donor
 
 
-def _object_only(images, masks, class_ids, fill, seed, background=None, groups=None):
+def draw_same_donors(samples: Sequence, seed: int) -> np.ndarray:
+    """The Mixed-Same donor of every sample of the whole audited set (index into ``samples``, -1: none).
+
+    A donor is a labelled sample of the recipient's own class from another image, drawn like
+    ``draw_donors`` (seeded by ``seed`` and the sample's identity, candidates ordered by identity, its own
+    random stream), so it depends neither on the batch, nor the shard, nor the order of the files. A class
+    whose samples all sit on one image has no Mixed-Same donor: its rows get NaN ``bg_reliance``."""
+    donor = np.full(len(samples), -1, dtype=np.int64)
+    by_class: dict = {}
+    for i, s in enumerate(samples):
+        if s.class_id is not None:
+            by_class.setdefault(s.class_id, []).append(i)
+    for members in by_class.values():
+        members.sort(key=lambda i: samples[i].sample_id)
+        for i in members:
+            mine = samples[i]
+            u = np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(mine.sample_id.encode("utf-8")), 1]).random()
+            first = min(int(u * len(members)), len(members) - 1)
+            for step in range(len(members)):  # the next candidate (cyclically) on another image
+                j = members[(first + step) % len(members)]
+                if samples[j].image_path != mine.image_path:
+                    donor[i] = j
+                    break
+    return donor
+
+
+def _object_only(images, masks, class_ids, fill, seed, background=None, groups=None, same_class=False):
     usable = _probed(masks)
-    donor = _donors(class_ids, usable, seed, groups)
+    donor = _donors(class_ids, usable, seed, groups, same_class)
     if background is None:
         background = _background_only(images, masks, fill)
     # Fallback (donor -1): the object on its own filled background, which is the original image again.
     base = background[np.where(donor >= 0, donor, np.arange(len(donor)))]
-    return np.where(masks[..., None], images, base), donor
+    return np.where(masks[..., None], images, base), donor, base
 
 
 def _paste_on_donors(images, masks, donor_images, donor_boxes, has_donor, fill, donor_masks=None):
@@ -268,7 +303,7 @@ def _paste_on_donors(images, masks, donor_images, donor_boxes, has_donor, fill, 
     background = _background_only(donor_arr, donor_masks, fill)
     has_donor = np.asarray(has_donor, dtype=bool) & _probed(masks)
     mixed = np.where(masks[..., None], images, background)
-    return mixed, np.where(has_donor, 0, -1)
+    return mixed, np.where(has_donor, 0, -1), background
 
 
 def object_only(
@@ -299,7 +334,8 @@ def object_only(
     ids = _check_class_ids(class_ids, arr.shape[0])
     if groups is not None and len(groups) != arr.shape[0]:
         raise UsageError(f"groups has {len(groups)} entries but there are {arr.shape[0]} images")
-    return _object_only(arr, masks, ids, fill, seed, groups=None if groups is None else np.asarray(groups))
+    mixed, donor, _ = _object_only(arr, masks, ids, fill, seed, groups=None if groups is None else np.asarray(groups))
+    return mixed, donor
 
 
 def _probed(masks: np.ndarray) -> np.ndarray:
@@ -331,12 +367,13 @@ def probe_scores(
     multi_label: bool = False,
     donors: tuple | None = None,
     masks=None,
+    same_donors: tuple | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-sample probe columns (float64 [N], NaN where the sample is not probed; see the module doc).
 
     ``predict`` maps float32 [N, H, W, C] model inputs to probabilities [N, num_classes]; it is called
-    exactly three times, on the originals, on all background-only and on all object-only images, so the
-    caller chooses N to fit memory. ``original_probabilities`` [N, num_classes], when the caller already has
+    exactly four times, on the originals, on all background-only, on all Mixed-Rand and on all Mixed-Same
+    images, so the caller chooses N to fit memory. ``original_probabilities`` [N, num_classes], when the caller already has
     them (the explainer computes them), saves the first call. ``multi_label`` (K independent sigmoid units):
     a label counts as given when its probability is >= 0.5, not by the argmax, and chance is 0, so
     ``bg_only_skill`` is the share of labels still detected with the object removed. ``object_only_correct`` and ``bg_gap`` are also NaN where no donor of
@@ -344,6 +381,9 @@ def probe_scores(
     ``donors``: ``(donor_images [N, H, W, C], donor_boxes, has_donor [N] bool)``, each sample's Mixed-Rand
     donor chosen by the caller (the audit's ``draw_donors``); without it, donors come from this batch. A
     fourth item, the donors' object masks (None per donor with boxes only), is what their fill removes.
+    ``same_donors``: the same for Mixed-Same (donors of the sample's own class, the audit's
+    ``draw_same_donors``); without it, from this batch. ``mixed_same_correct`` and ``bg_reliance`` are NaN
+    where a sample has no donor of either kind.
     ``masks``: per sample its object mask or None (its boxes), see the module doc.
     """
     if not callable(predict):
@@ -360,12 +400,16 @@ def probe_scores(
         return {name: np.zeros(0) for name in COLUMNS}
 
     background = _background_only(arr, masks, fill)
-    if donors is None:
-        mixed, donor = _object_only(arr, masks, ids, fill, seed, background=background)
-    else:
-        donor_images, donor_boxes, has_donor, *donor_masks = donors  # the donors' masks are optional
-        mixed, donor = _paste_on_donors(arr, masks, donor_images, donor_boxes, has_donor, fill,
-                                        donor_masks[0] if donor_masks else None)
+
+    def pasted(given_donors, same_class):
+        if given_donors is None:
+            return _object_only(arr, masks, ids, fill, seed, background=background, same_class=same_class)
+        donor_images, donor_boxes, has_donor, *donor_masks = given_donors  # the donors' masks are optional
+        return _paste_on_donors(arr, masks, donor_images, donor_boxes, has_donor, fill,
+                                donor_masks[0] if donor_masks else None)
+
+    mixed, donor, rand_base = pasted(donors, False)
+    mixed_same, same_donor, same_base = pasted(same_donors, True)
     rows = np.arange(n)
     # A copy: a predict that preprocesses in place (keras.applications' preprocess_input does) must not
     # change the caller's images.
@@ -377,15 +421,17 @@ def probe_scores(
             raise UsageError(f"original_probabilities has shape {p_orig.shape}, expected {(n, num_classes)}")
     p_bg = _call(predict, background, num_classes, "background-only")
     p_obj = _call(predict, mixed, num_classes, "object-only (Mixed-Rand)")
+    p_same = _call(predict, mixed_same, num_classes, "Mixed-Same")
 
     probed = _probed(masks)
     mixed_ok = probed & (donor >= 0)
+    same_ok = probed & (same_donor >= 0)
     def given(probs):
         if multi_label:
             return (probs[rows, ids] >= 0.5).astype(np.float64)
         return (probs.argmax(axis=1) == ids).astype(np.float64)
 
-    correct, bg_correct, obj_correct = given(p_orig), given(p_bg), given(p_obj)
+    correct, bg_correct, obj_correct, same_correct = given(p_orig), given(p_bg), given(p_obj), given(p_same)
     chance = 0.0 if multi_label else 1.0 / num_classes
 
     def only(values, valid):
@@ -397,5 +443,7 @@ def probe_scores(
         "bg_only_confidence": only(p_bg[rows, ids], probed),
         "object_only_correct": only(obj_correct, mixed_ok),
         "bg_gap": only(correct - obj_correct, mixed_ok),
+        "mixed_same_correct": only(same_correct, same_ok),
+        "bg_reliance": only(same_correct - obj_correct, mixed_ok & same_ok),
         "confidence_drop": only(p_orig[rows, ids] - p_bg[rows, ids], probed),
     }

@@ -1,6 +1,7 @@
 """Run the probes alongside the explainer's pass over the set: per-batch columns, then the set-level sanity check.
 
-Counterfactual probes run on every audited image (two forward passes each). Faithfulness and sanity run on
+Counterfactual probes run on every audited image (three forward passes each: background-only, Mixed-Rand,
+Mixed-Same). Faithfulness and sanity run on
 seeded samples of the labelled rows (their columns are NaN elsewhere); the sanity images are kept from the
 main pass (``sanity_samples`` images, 32 by default) so nothing is decoded twice.
 """
@@ -14,7 +15,7 @@ import numpy as np
 from validator.errors import CamgateError
 
 COUNTERFACTUAL_COLUMNS = ("bg_only_correct", "bg_only_skill", "bg_only_confidence", "object_only_correct",
-                          "bg_gap", "confidence_drop")
+                          "bg_gap", "mixed_same_correct", "bg_reliance", "confidence_drop")
 HOTSPOT_COLUMNS = ("hotspot_drop", "hotspot_flip", "hotspot_place")
 FAITHFULNESS_COLUMNS = ("deletion_auc", "insertion_auc", "faithfulness_gap", "faithfulness_gain")
 SANITY_COLUMN = "sanity_spearman"
@@ -34,12 +35,13 @@ class ProbeRunner:
             from validator.explain.predict import Predictor
 
             self.predictor = Predictor(loaded, batch_size=max(2 * batch_size, 64))
-        self.donors = None
+        self.donors = self.same_donors = None
         if probes.counterfactual:
-            from validator.probes.counterfactual import draw_donors
+            from validator.probes.counterfactual import draw_donors, draw_same_donors
 
-            # from the whole set, per sample: no Mixed-Rand result depends on the batch or the shard
+            # from the whole set, per sample: no Mixed-Rand or Mixed-Same result depends on the batch or the shard
             self.donors = draw_donors(samples, self.seed)
+            self.same_donors = draw_same_donors(samples, self.seed)
         labelled = np.array([i for i, s in enumerate(samples) if s.class_id is not None], dtype=int)
         rng = np.random.default_rng(self.seed)
         self.faith_samples = set(rng.permutation(labelled)[: probes.faithfulness_samples].tolist())
@@ -65,8 +67,9 @@ class ProbeRunner:
 
             scores = probe_scores(self.predictor, batch.images, batch.boxes, class_ids, self.loaded.num_classes,
                                   fill=self.probes.fill, original_probabilities=result.probabilities,
-                                  multi_label=self.loaded.multi_label, donors=self._donor_images(batch),
-                                  masks=batch.masks)
+                                  multi_label=self.loaded.multi_label,
+                                  donors=self._donor_images(batch, self.donors),
+                                  same_donors=self._donor_images(batch, self.same_donors), masks=batch.masks)
             for name in COUNTERFACTUAL_COLUMNS:
                 columns[name] = np.where(labelled, scores[name], np.nan)
         now = time.perf_counter()
@@ -120,11 +123,12 @@ class ProbeRunner:
             out[name][rows] = scores[name]
         return out
 
-    def _donor_images(self, batch) -> tuple:
-        """The batch's Mixed-Rand donors, decoded like the batch (donor_images, donor_boxes, has_donor, donor_masks)."""
+    def _donor_images(self, batch, donors: np.ndarray) -> tuple:
+        """The batch's donors (Mixed-Rand or Mixed-Same), decoded like the batch
+        (donor_images, donor_boxes, has_donor, donor_masks)."""
         from validator.data.pipeline import load_samples
 
-        donor = self.donors[np.asarray(batch.indices, dtype=np.int64)]
+        donor = donors[np.asarray(batch.indices, dtype=np.int64)]
         has = donor >= 0
         images = np.zeros_like(batch.images)
         boxes = [np.zeros((0, 4))] * len(donor)
@@ -172,7 +176,7 @@ class ProbeRunner:
 
         return {
             "counterfactual": {"enabled": bool(self.probes.counterfactual), "fill": self.probes.fill,
-                               "forward_passes_per_image": 2 if self.probes.counterfactual else 0},
+                               "forward_passes_per_image": 3 if self.probes.counterfactual else 0},
             "hotspot": {"enabled": bool(self.probes.counterfactual), "samples": len(self.hotspot_samples),
                         "forward_passes_per_image": 2 if self.probes.counterfactual else 0},
             "faithfulness": {"samples": len(self.faith_samples), "steps": self.probes.faithfulness_steps,

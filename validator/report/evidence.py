@@ -12,8 +12,10 @@ PROBE_ROWS = (
     ("bg_only_correct", "rate", "accuracy with the object removed (background only)", "chance is 1/C"),
     ("bg_only_skill", "mean", "background-only accuracy above chance", "0 = chance, 1 = the background gives the class"),
     ("object_only_correct", "rate", "accuracy on another class's background (Mixed-Rand)", ""),
-    ("bg_gap", "mean", "BG-gap: accuracy lost when the background is swapped", "Xiao et al.: 7.3 points for a "
-     "standard ResNet-50 on IN-9, 0.2 when trained on Mixed-Rand"),
+    ("bg_gap", "mean", "accuracy lost when the background is swapped (the paste's cost included)", ""),
+    ("mixed_same_correct", "rate", "accuracy on another image's background of the same class (Mixed-Same)", ""),
+    ("bg_reliance", "mean", "BG-gap: Mixed-Same minus Mixed-Rand accuracy, what follows the background's class",
+     "Xiao et al.: 7.3 points for a standard ResNet-50 on IN-9, 0.2 when trained on Mixed-Rand"),
     ("hotspot_drop", "mean", "class probability lost when the map's hottest spot off the object is filled, "
      "minus a random region of its size", "~0 when the model ignores the spot; a mark it reads: large"),
     ("deletion_auc", "mean", "deletion AUC (hottest pixels removed first)", "lower = more faithful"),
