@@ -132,8 +132,11 @@ def test_mixed_rand_pastes_the_mask_onto_the_donor_with_its_mask_removed():
         return np.tile([[0.9, 0.1]], (len(batch), 1))
 
     probe_scores(predict, images, [BOX], [0], 2, fill="mean", masks=[mask],
-                 donors=(donor, [BOX], np.array([True]), [mask]))
-    background, mixed = seen[-2][0], seen[-1][0]
+                 donors=(donor, [BOX], np.array([True]), [mask]),
+                 same_donors=(donor, [BOX], np.array([True]), [mask]))
+    original, background, mixed, mixed_same = (batch[0] for batch in seen)
+    np.testing.assert_array_equal(original, images[0])
+    np.testing.assert_array_equal(mixed_same, mixed)  # the same donor given for both arms: the same paste
     assert np.all(background == 10.0)
     # the recipient's object on the donor's background, where only the donor's mask was removed: the donor's
     # box background (70) stays, which a box fill would have replaced
