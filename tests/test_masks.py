@@ -104,44 +104,50 @@ def test_samples_without_a_mask_keep_their_box():
     assert np.isnan(got["object_area"]).sum() == 0
 
 
-def test_background_only_fills_the_mask_pixels_only():
-    mask = diagonal()
-    images = np.full((1, SIZE, SIZE, 3), 10.0, np.float32)
-    images[0][mask] = 200.0
-    out = background_only(images, [BOX], fill="mean", masks=[mask])
-    assert np.all(out[0] == 10.0)  # the object gone, the box's background untouched
-    boxed = background_only(images, [BOX], fill="mean")
-    assert np.all(boxed[0][2:18, 2:18] == 10.0)
-
-
-def test_mixed_rand_pastes_the_mask_onto_the_donor_with_its_mask_removed():
+def _probe_batches(images, mask, donor):
+    """The four images probe_scores builds for one masked sample (original, background-only, Mixed-Rand and
+    Mixed-Same, the same donor given for both arms)."""
     from validator.probes.counterfactual import probe_scores
 
-    mask = diagonal()
-    images = np.full((1, SIZE, SIZE, 3), 10.0, np.float32)
-    images[0][mask] = 200.0
-    donor = np.full((1, SIZE, SIZE, 3), 50.0, np.float32)
-    donor[0, 2:18, 2:18] = 70.0  # the donor's box background
-    donor[0][mask] = 90.0  # the donor's own object, on the same diagonal
-    in_box = np.zeros((SIZE, SIZE), bool)
-    in_box[2:18, 2:18] = True
     seen = []
 
     def predict(batch):
         seen.append(batch.copy())
         return np.tile([[0.9, 0.1]], (len(batch), 1))
 
-    probe_scores(predict, images, [BOX], [0], 2, fill="mean", masks=[mask],
-                 donors=(donor, [BOX], np.array([True]), [mask]),
-                 same_donors=(donor, [BOX], np.array([True]), [mask]))
-    original, background, mixed, mixed_same = (batch[0] for batch in seen)
+    given = (donor, [BOX], np.array([True]))
+    probe_scores(predict, images, [BOX], [0], 2, fill="mean", masks=[mask], donors=given, same_donors=given)
+    return tuple(batch[0] for batch in seen)
+
+
+def test_background_only_removes_the_box_so_no_silhouette_is_left():
+    """Only-BG removes the box even where a mask exists: a mask-shaped hole would leave the object's outline
+    (here the box's own background, 30, around a filled diagonal), which a shape model reads."""
+    mask = diagonal()
+    in_box = np.zeros((SIZE, SIZE), bool)
+    in_box[2:18, 2:18] = True
+    images = np.full((1, SIZE, SIZE, 3), 10.0, np.float32)
+    images[0][in_box] = 30.0
+    images[0][mask] = 200.0
+    original, background, _, _ = _probe_batches(images, mask, images.copy())
     np.testing.assert_array_equal(original, images[0])
+    assert np.all(background == 10.0)  # the whole box became the background's mean: no diagonal to see
+    np.testing.assert_array_equal(background_only(images, [BOX], fill="mean")[0], background)
+
+
+def test_mixed_rand_pastes_the_mask_onto_the_donor_with_its_box_removed():
+    mask = diagonal()
+    images = np.full((1, SIZE, SIZE, 3), 10.0, np.float32)
+    images[0][mask] = 200.0
+    donor = np.full((1, SIZE, SIZE, 3), 50.0, np.float32)
+    donor[0, 2:18, 2:18] = 70.0  # the donor's box background
+    donor[0][mask] = 90.0  # the donor's own object, on the same diagonal
+    _, _, mixed, mixed_same = _probe_batches(images, mask, donor)
     np.testing.assert_array_equal(mixed_same, mixed)  # the same donor given for both arms: the same paste
-    assert np.all(background == 10.0)
-    # the recipient's object on the donor's background, where only the donor's mask was removed: the donor's
-    # box background (70) stays, which a box fill would have replaced
+    # only the recipient's object pixels are pasted (the recipient's box background, 10, is not), onto the
+    # donor's background-only image, whose whole box (its object, 90, and its box background, 70) was filled
     assert np.all(mixed[mask] == 200.0)
-    assert np.all(mixed[in_box & ~mask] == 70.0) and np.all(mixed[~in_box] == 50.0)
+    assert np.all(mixed[~mask] == 50.0)
 
 
 # ---------------------------------------------------------------------------------------------- the readers

@@ -22,8 +22,11 @@ Backgrounds in Object Recognition"):
 Pixel membership follows ``validator.metrics.geometry`` (pixel-centre rule), as the localisation scores
 do, so a probe removes exactly the pixels the heat scores call "object". A sample whose boxes cover no
 pixel centre (k = 0, slivers) or every pixel (no background to probe) gets NaN in every column. With
-``masks`` (one per sample, None where a sample has only boxes) a sample's mask replaces its boxes: the fill
-removes the mask's pixels and Mixed-Rand pastes only them, as the scores count them.
+``masks`` (one per sample, None where a sample has only boxes) Mixed-Rand and Mixed-Same paste only the mask's
+pixels, as the scores count them. The background-only fill removes each object's *box* either way, as
+Xiao et al.'s Only-BG does: a mask-shaped hole keeps the object's silhouette, which a model reads (measured on
+the shapes controls: clean models' background-only skill 0.32-0.41 with mask-shaped holes, <= 0 with boxes,
+and one failed the gate for it).
 """
 
 from __future__ import annotations
@@ -176,7 +179,7 @@ def _background_only(images: np.ndarray, masks: np.ndarray, fill: str) -> np.nda
     return out
 
 
-def background_only(images: np.ndarray, boxes: Sequence[np.ndarray], fill: str = "tile", masks=None) -> np.ndarray:
+def background_only(images: np.ndarray, boxes: Sequence[np.ndarray], fill: str = "tile") -> np.ndarray:
     """The images with their object boxes filled, so only the background is left (a new float32 array).
 
     Pixels outside the boxes are returned unchanged; an image without box pixels comes back as it was.
@@ -200,7 +203,7 @@ def background_only(images: np.ndarray, boxes: Sequence[np.ndarray], fill: str =
     """
     arr = _check_images(images)
     fill = _check_fill(fill)
-    regions = _masks(boxes, arr.shape[0], arr.shape[1], arr.shape[2], masks)
+    regions = _masks(boxes, arr.shape[0], arr.shape[1], arr.shape[2])
     return _background_only(arr, regions, fill)
 
 
@@ -284,23 +287,21 @@ def draw_same_donors(samples: Sequence, seed: int) -> np.ndarray:
     return donor
 
 
-def _object_only(images, masks, class_ids, fill, seed, background=None, groups=None, same_class=False):
+def _object_only(images, masks, class_ids, fill, seed, background, groups=None, same_class=False):
+    """``masks``: the pixels pasted; ``background``: every sample's background-only image (its boxes filled)."""
     usable = _probed(masks)
     donor = _donors(class_ids, usable, seed, groups, same_class)
-    if background is None:
-        background = _background_only(images, masks, fill)
     # Fallback (donor -1): the object on its own filled background, which is the original image again.
     base = background[np.where(donor >= 0, donor, np.arange(len(donor)))]
     return np.where(masks[..., None], images, base), donor, base
 
 
-def _paste_on_donors(images, masks, donor_images, donor_boxes, has_donor, fill, donor_masks=None):
+def _paste_on_donors(images, masks, donor_images, donor_boxes, has_donor, fill):
     """Each object pasted onto its own donor's background-only image (donors given by the caller)."""
     donor_arr = _check_images(donor_images)
     if donor_arr.shape != images.shape:
         raise UsageError(f"donor_images has shape {donor_arr.shape}, expected {images.shape} (one per image)")
-    donor_masks = _masks(donor_boxes, *donor_arr.shape[:3], donor_masks)
-    background = _background_only(donor_arr, donor_masks, fill)
+    background = _background_only(donor_arr, _masks(donor_boxes, *donor_arr.shape[:3]), fill)
     has_donor = np.asarray(has_donor, dtype=bool) & _probed(masks)
     mixed = np.where(masks[..., None], images, background)
     return mixed, np.where(has_donor, 0, -1), background
@@ -330,11 +331,13 @@ def object_only(
     """
     arr = _check_images(images)
     fill = _check_fill(fill)
-    masks = _masks(boxes, arr.shape[0], arr.shape[1], arr.shape[2], masks)
+    objects = _masks(boxes, arr.shape[0], arr.shape[1], arr.shape[2], masks)
     ids = _check_class_ids(class_ids, arr.shape[0])
     if groups is not None and len(groups) != arr.shape[0]:
         raise UsageError(f"groups has {len(groups)} entries but there are {arr.shape[0]} images")
-    mixed, donor, _ = _object_only(arr, masks, ids, fill, seed, groups=None if groups is None else np.asarray(groups))
+    background = _background_only(arr, _masks(boxes, arr.shape[0], arr.shape[1], arr.shape[2]), fill)
+    mixed, donor, _ = _object_only(arr, objects, ids, fill, seed, background=background,
+                                   groups=None if groups is None else np.asarray(groups))
     return mixed, donor
 
 
@@ -380,7 +383,7 @@ def probe_scores(
     another class exists (see ``object_only``): counting those as "no gap" would dilute the BG-gap.
     ``donors``: ``(donor_images [N, H, W, C], donor_boxes, has_donor [N] bool)``, each sample's Mixed-Rand
     donor chosen by the caller (the audit's ``draw_donors``); without it, donors come from this batch. A
-    fourth item, the donors' object masks (None per donor with boxes only), is what their fill removes.
+    fill removes the donors' boxes.
     ``same_donors``: the same for Mixed-Same (donors of the sample's own class, the audit's
     ``draw_same_donors``); without it, from this batch. ``mixed_same_correct`` and ``bg_reliance`` are NaN
     where a sample has no donor of either kind.
@@ -394,19 +397,19 @@ def probe_scores(
         raise UsageError(f"num_classes must be an integer >= 2, got {num_classes!r}")
     num_classes = int(num_classes)
     n = arr.shape[0]
-    masks = _masks(boxes, n, arr.shape[1], arr.shape[2], masks)
+    objects = _masks(boxes, n, arr.shape[1], arr.shape[2], masks)  # what the pastes carry
+    removed = _masks(boxes, n, arr.shape[1], arr.shape[2])  # what background-only removes: the boxes
     ids = _check_class_ids(class_ids, n, num_classes)
     if n == 0:
         return {name: np.zeros(0) for name in COLUMNS}
 
-    background = _background_only(arr, masks, fill)
+    background = _background_only(arr, removed, fill)
 
     def pasted(given_donors, same_class):
         if given_donors is None:
-            return _object_only(arr, masks, ids, fill, seed, background=background, same_class=same_class)
-        donor_images, donor_boxes, has_donor, *donor_masks = given_donors  # the donors' masks are optional
-        return _paste_on_donors(arr, masks, donor_images, donor_boxes, has_donor, fill,
-                                donor_masks[0] if donor_masks else None)
+            return _object_only(arr, objects, ids, fill, seed, background=background, same_class=same_class)
+        donor_images, donor_boxes, has_donor = given_donors
+        return _paste_on_donors(arr, objects, donor_images, donor_boxes, has_donor, fill)
 
     mixed, donor, rand_base = pasted(donors, False)
     mixed_same, same_donor, same_base = pasted(same_donors, True)
@@ -423,7 +426,7 @@ def probe_scores(
     p_obj = _call(predict, mixed, num_classes, "object-only (Mixed-Rand)")
     p_same = _call(predict, mixed_same, num_classes, "Mixed-Same")
 
-    probed = _probed(masks)
+    probed = _probed(objects) & _probed(removed)  # an object to paste and a background left once the box is gone
     mixed_ok = probed & (donor >= 0)
     same_ok = probed & (same_donor >= 0)
     def given(probs):

@@ -124,24 +124,23 @@ class ProbeRunner:
         return out
 
     def _donor_images(self, batch, donors: np.ndarray) -> tuple:
-        """The batch's donors (Mixed-Rand or Mixed-Same), decoded like the batch
-        (donor_images, donor_boxes, has_donor, donor_masks)."""
+        """The batch's donors (Mixed-Rand or Mixed-Same), decoded like the batch (donor_images, donor_boxes,
+        has_donor): a donor's background-only image has its boxes filled, so its masks are not read."""
         from validator.data.pipeline import load_samples
 
         donor = donors[np.asarray(batch.indices, dtype=np.int64)]
         has = donor >= 0
         images = np.zeros_like(batch.images)
         boxes = [np.zeros((0, 4))] * len(donor)
-        masks = [None] * len(donor)
-        picked, picked_boxes, ok, picked_masks = load_samples(
+        picked, picked_boxes, ok = load_samples(
             [self.samples[j] for j in donor[has]], input_size=self.loaded.input_size,
-            channels=self.loaded.input_channels, preprocess=self.preprocess, masks=True)
+            channels=self.loaded.input_channels, preprocess=self.preprocess)
         where = np.flatnonzero(has)
         images[where] = picked
         for k, i in enumerate(where):
-            boxes[i], masks[i] = picked_boxes[k], picked_masks[k]
+            boxes[i] = picked_boxes[k]
         has[where] = ok  # a donor that cannot be read leaves its recipient unprobed (NaN), never another donor
-        return images, boxes, has, masks
+        return images, boxes, has
 
     def _chunk(self, batch) -> int:
         # a seed per chunk of the whole set (not per batch seen): a shard draws what a single process draws
