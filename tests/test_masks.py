@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 from datetime import date
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -345,3 +346,24 @@ def test_spray_judges_off_object_heat_against_the_mask():
         found[label] = max(c.get("off_object_share") or 0.0 for c in clusters)
     assert found["box"] < 0.05  # inside the box: "on the object"
     assert found["mask"] > 0.9  # off the diagonal: the mask says where the object is not
+
+
+@pytest.mark.parametrize("family", ["digits", "xray"])
+def test_the_digit_and_xray_writers_carry_each_objects_mask(tmp_path, family):
+    """``segmentation=True`` on the other control families (calibrate.py --masks): the COCO RLE decodes, at the
+    images' own size, to exactly the drawn mask, and the box stays the mask's bounding box."""
+    from validator.datasets.digits import make_digits, write_digits
+    from validator.datasets.xray import make_xray, write_xray
+
+    make, write = {"digits": (make_digits, write_digits), "xray": (make_xray, write_xray)}[family]
+    drawn = make(6, seed=5).masks
+    data = write(tmp_path / family, 6, seed=5, formats=("coco",), segmentation=True)
+    dataset = load_dataset(str(data.coco_path))
+    size = drawn.shape[1]
+    _, boxes, ok, masks = load_samples(dataset.samples, input_size=(size, size), masks=True)
+    assert ok.all()
+    order = [int(Path(s.image_path).stem) for s in dataset.samples]
+    for k, i in enumerate(order):
+        np.testing.assert_array_equal(masks[k], drawn[i])
+        ys, xs = np.nonzero(drawn[i])
+        np.testing.assert_allclose(boxes[k][0], [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])

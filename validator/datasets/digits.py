@@ -253,10 +253,12 @@ def make_digits(
 
 
 def write_digits(
-    out_dir: str | Path, n: int, *, formats: Sequence[str] = ("coco", "csv"), **make_kwargs
+    out_dir: str | Path, n: int, *, formats: Sequence[str] = ("coco", "csv"), segmentation: bool = False,
+    **make_kwargs
 ) -> SyntheticSet:
     """Draw ``n`` images with :func:`make_digits` and write PNGs + COCO / CSV (/ VOC) under ``out_dir``
-    (layout as in :func:`validator.datasets.synthetic.write_dataset`)."""
+    (layout as in :func:`validator.datasets.synthetic.write_dataset`; ``segmentation``: the COCO annotations
+    carry the ink's mask as RLE)."""
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown formats {sorted(unknown)}; choose from {FORMATS}")
@@ -267,7 +269,8 @@ def write_digits(
         "split": arrays.split,
         "area_range": list(arrays.area_range),
     }
-    return write_arrays(out_dir, arrays, formats=formats, info=info, supercategory="digit")
+    return write_arrays(out_dir, arrays, formats=formats, info=info, supercategory="digit",
+                        segmentation=segmentation)
 
 
 # ---------------------------------------------------------------------------------------------- drawing

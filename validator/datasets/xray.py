@@ -150,10 +150,12 @@ def write_xray(
     *,
     formats: Sequence[str] = ("coco", "csv"),
     bit_depth: int = 8,
+    segmentation: bool = False,
     **make_kwargs,
 ) -> SyntheticSet:
     """Draw ``n`` images with :func:`make_xray` and write grayscale PNGs (8- or 16-bit) + COCO / CSV
-    (/ VOC) under ``out_dir`` (layout as in :func:`validator.datasets.synthetic.write_dataset`)."""
+    (/ VOC) under ``out_dir`` (layout as in :func:`validator.datasets.synthetic.write_dataset`;
+    ``segmentation``: the COCO annotations carry the finding's mask as RLE)."""
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown formats {sorted(unknown)}; choose from {FORMATS}")
@@ -165,7 +167,8 @@ def write_xray(
         "area_range": list(arrays.area_range),
     }
     return write_arrays(
-        out_dir, arrays, formats=formats, bit_depth=bit_depth, info=info, supercategory="finding"
+        out_dir, arrays, formats=formats, bit_depth=bit_depth, info=info, supercategory="finding",
+        segmentation=segmentation,
     )
 
 
