@@ -145,7 +145,7 @@ _ENTRIES = [
           "(Mixed-Rand).", PROBE),
     _info("bg_gap", False, -1, 1, CONTINUOUS, True,
           "correct - object_only_correct: its mean is the accuracy lost when the background is swapped for "
-          "another class's, the paste's own cost included (judge bg_reliance, which controls for it).", PROBE),
+          "another class's, the paste's own cost included (bg_reliance takes it out).", PROBE),
     _info("mixed_same_correct", None, 0, 1, BOOLEAN, True,
           "1 when the model predicts the class with the object pasted, the same way, on the background of "
           "another image of its own class (Mixed-Same, the paste's control).", PROBE),
