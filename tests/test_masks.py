@@ -367,3 +367,26 @@ def test_the_digit_and_xray_writers_carry_each_objects_mask(tmp_path, family):
         np.testing.assert_array_equal(masks[k], drawn[i])
         ys, xs = np.nonzero(drawn[i])
         np.testing.assert_allclose(boxes[k][0], [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+
+
+def test_masks_change_the_pastes_but_not_what_background_only_removes(tmp_path, untrained_model):
+    """Metamorphic: the same images, annotated with and without masks. Background-only removes the boxes
+    either way, so its columns (a continuous probability among them) are equal row for row, where the old
+    mask-shaped fill changed them; the pastes, which carry the mask's pixels, still probe every row."""
+    from validator.datasets.synthetic import write_dataset
+    from validator.gate import audit
+
+    policy = tmp_path / "p.yaml"
+    policy.write_text("name: t\nversion: 1\nchecks:\n  - {id: e, metric: energy, aggregate: mean, min: 0.0}\n")
+    common = {"today": date(2026, 12, 6), "batch_size": 8, "policy": policy}
+    tables = {}
+    for masked in (False, True):
+        data = write_dataset(tmp_path / f"data-{masked}", 24, seed=4, segmentation=masked)
+        verdict = audit(str(untrained_model), str(data.coco_path), out=tmp_path / f"out-{masked}", **common)
+        assert verdict.status != "ERROR", verdict.error
+        tables[masked] = verdict.table
+    assert set(tables[True]["region"].tolist()) == {"mask"} and set(tables[False]["region"].tolist()) == {"box"}
+    for name in ("bg_only_correct", "bg_only_skill", "bg_only_confidence", "confidence_drop"):
+        np.testing.assert_array_equal(tables[True][name], tables[False][name], err_msg=name)
+    for name in ("object_only_correct", "mixed_same_correct"):
+        assert np.isfinite(tables[True][name]).all() and np.isfinite(tables[False][name]).all(), name
