@@ -225,6 +225,11 @@ def _donors(class_ids: np.ndarray, usable: np.ndarray, seed: int, groups: np.nda
     return donor
 
 
+def _sample_draw(seed: int, sample_id: str, *stream: int) -> float:
+    """One uniform draw seeded by the run seed and the sample's identity (``stream``: another, independent one)."""
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(sample_id.encode("utf-8")), *stream]).random()
+
+
 def draw_donors(samples: Sequence, seed: int) -> np.ndarray:
     """The Mixed-Rand donor of every sample of the whole audited set (index into ``samples``, -1: none).
 
@@ -250,8 +255,7 @@ def draw_donors(samples: Sequence, seed: int) -> np.ndarray:
         c, others = mine.class_id, len(ordered) - count[mine.class_id]
         if others == 0:
             continue
-        u = np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(mine.sample_id.encode("utf-8"))]).random()
-        first = min(int(u * others), others - 1)
+        first = min(int(_sample_draw(seed, mine.sample_id) * others), others - 1)
         for step in range(others):  # the next candidate (cyclically) whose image shows none of class c
             k = (first + step) % others
             j = ordered[k if k < start[c] else k + count[c]]
@@ -277,8 +281,7 @@ def draw_same_donors(samples: Sequence, seed: int) -> np.ndarray:
         members.sort(key=lambda i: samples[i].sample_id)
         for i in members:
             mine = samples[i]
-            u = np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(mine.sample_id.encode("utf-8")), 1]).random()
-            first = min(int(u * len(members)), len(members) - 1)
+            first = min(int(_sample_draw(seed, mine.sample_id, 1) * len(members)), len(members) - 1)
             for step in range(len(members)):  # the next candidate (cyclically) on another image
                 j = members[(first + step) % len(members)]
                 if samples[j].image_path != mine.image_path:

@@ -65,11 +65,11 @@ class ProbeRunner:
         if self.probes.counterfactual:
             from validator.probes.counterfactual import probe_scores
 
+            rand_donors, same_donors = self._donor_images(batch)
             scores = probe_scores(self.predictor, batch.images, batch.boxes, class_ids, self.loaded.num_classes,
                                   fill=self.probes.fill, original_probabilities=result.probabilities,
-                                  multi_label=self.loaded.multi_label,
-                                  donors=self._donor_images(batch, self.donors),
-                                  same_donors=self._donor_images(batch, self.same_donors), masks=batch.masks)
+                                  multi_label=self.loaded.multi_label, masks=batch.masks,
+                                  donors=rand_donors, same_donors=same_donors)
             for name in COUNTERFACTUAL_COLUMNS:
                 columns[name] = np.where(labelled, scores[name], np.nan)
         now = time.perf_counter()
@@ -123,24 +123,32 @@ class ProbeRunner:
             out[name][rows] = scores[name]
         return out
 
-    def _donor_images(self, batch, donors: np.ndarray) -> tuple:
-        """The batch's donors (Mixed-Rand or Mixed-Same), decoded like the batch (donor_images, donor_boxes,
-        has_donor): a donor's background-only image has its boxes filled, so its masks are not read."""
+    def _donor_images(self, batch) -> tuple[tuple, tuple]:
+        """The batch's Mixed-Rand and Mixed-Same donors, each (donor_images, donor_boxes, has_donor), decoded
+        like the batch in one pass (an image both draw is decoded once). A donor's background-only image has
+        its boxes filled, so its masks are not read."""
         from validator.data.pipeline import load_samples
 
-        donor = donors[np.asarray(batch.indices, dtype=np.int64)]
-        has = donor >= 0
-        images = np.zeros_like(batch.images)
-        boxes = [np.zeros((0, 4))] * len(donor)
+        rows = np.asarray(batch.indices, dtype=np.int64)
+        drawn = [self.donors[rows], self.same_donors[rows]]
+        wanted = np.concatenate([d[d >= 0] for d in drawn])
         picked, picked_boxes, ok = load_samples(
-            [self.samples[j] for j in donor[has]], input_size=self.loaded.input_size,
+            [self.samples[j] for j in wanted], input_size=self.loaded.input_size,
             channels=self.loaded.input_channels, preprocess=self.preprocess)
-        where = np.flatnonzero(has)
-        images[where] = picked
-        for k, i in enumerate(where):
-            boxes[i] = picked_boxes[k]
-        has[where] = ok  # a donor that cannot be read leaves its recipient unprobed (NaN), never another donor
-        return images, boxes, has
+        out, offset = [], 0
+        for donor in drawn:
+            where = np.flatnonzero(donor >= 0)
+            images = np.zeros_like(batch.images)
+            boxes = [np.zeros((0, 4))] * len(donor)
+            has = np.zeros(len(donor), bool)
+            images[where] = picked[offset:offset + len(where)]
+            for k, i in enumerate(where):
+                boxes[i] = picked_boxes[offset + k]
+            # a donor that cannot be read leaves its recipient unprobed (NaN), never another donor
+            has[where] = ok[offset:offset + len(where)]
+            out.append((images, boxes, has))
+            offset += len(where)
+        return out[0], out[1]
 
     def _chunk(self, batch) -> int:
         # a seed per chunk of the whole set (not per batch seen): a shard draws what a single process draws
