@@ -49,7 +49,7 @@ from _common import ROOT, describe_machine, interleaved, machine, paired_ratio, 
 
 MODELS = ("small_cnn", "resnet50")
 FILLS = ("tile", "mean", "blur", "inpaint")
-AUDIT = {"images": 200, "hotspot": 64, "faithfulness": 32, "sanity_images": 32, "sanity_stages": 2, "grid": 16}
+AUDIT = {"images": 200, "hotspot": 200, "faithfulness": 32, "sanity_images": 32, "sanity_stages": 2, "grid": 16}
 FAITH = "faithfulness (steps 2, vs random order)"  # validator.probes.faithfulness.DEFAULT_STEPS
 HOTSPOT = "hot spot vs random region"  # validator.probes.hotspot: 2 forward passes per image
 PREDICT_BATCH = 64  # the audit's Predictor: max(2 * batch_size, 64) at batch 32
@@ -281,7 +281,7 @@ def render(all_results: list[dict]) -> str:
             body.append([res["model"], r["component"], r["per_image_ms"], r["ratio"], r["ratio_paired"], r["call_s"],
                          r["audit_images"] if r["audit_images"] else "-", r["audit_s"], r["audit_share"], r["note"]])
     out += ["Per-image cost (best of k), ratio to the Explainer's per-image cost in the same run, and the default",
-            "audit's spend (200 images; hot spot on 64; faithfulness on 32; sanity on 32 with min(2, layers) stages) as a share",
+            "audit's spend (200 images; hot spot on 200; faithfulness on 32; sanity on 32 with min(2, layers) stages) as a share",
             "of 200 x the Explainer's per-image cost:", "",
             table(headers, body, aligns="llrrrrrrrl"), ""]
     for res in all_results:

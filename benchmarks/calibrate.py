@@ -237,6 +237,9 @@ def _row(job: Job, set_name: str, control, verdict) -> dict:
         "cf_accuracy": control.counterfactual_accuracy,
         "gate_accuracy": summary.get("correct", {}).get("rate", {}).get("value"),
         "compared": {c["check_id"]: c.get("compared") for c in verdict.checks if c["slice"] == "overall"},
+        # the limit the check applied (with masks, its with_masks limit where it has one)
+        "limit": {c["check_id"]: c["min"] if c.get("min") is not None else c.get("max")
+                  for c in verdict.checks if c["slice"] == "overall"},
         "class_warn": sum(c["outcome"] == "WARN" for c in verdict.checks if c["check_id"] == "class-object-heat"),
         "not_judged": len((verdict.sample or {}).get("not_judged_classes") or []),
         "n_classes": len(per_class),
@@ -250,6 +253,13 @@ def _row(job: Job, set_name: str, control, verdict) -> dict:
         # reported, not judged: Xiao et al.'s BG-gap (Mixed-Same - Mixed-Rand), the lower end of its interval
         "bg_reliance": (summary.get("bg_reliance", {}).get("mean") or {}).get("lo"),
     }
+
+
+def _limit(check, masks: bool):
+    """The limit a table's column is judged by: with masks, the check's ``with_masks`` one where it has one."""
+    own = check.min if check.min is not None else check.max
+    mask = (check.with_masks or {}).get("min" if check.min is not None else "max")
+    return mask if masks and mask is not None else own
 
 
 def _f(value, digits=2) -> str:
@@ -285,7 +295,7 @@ def _markdown(rows, args, policy) -> str:
         "",
         "Columns per check: the compared end of the overall interval (" +
         ", ".join(f"`{c.id}`: {c.bound} bound of {c.aggregate} {c.metric} {'>=' if c.min is not None else '<='} "
-                  f"{c.min if c.min is not None else c.max}" for c in headline) + ").",
+                  f"{_limit(c, args.masks)}" for c in headline) + ").",
         "",
         "`bg_reliance` (reported, not judged): the lower 95% bound of mean mixed_same_correct -",
         "object_only_correct, Xiao et al.'s BG-gap (Mixed-Same - Mixed-Rand).",
@@ -325,10 +335,8 @@ def _markdown(rows, args, policy) -> str:
     lines += ["", "How clearly each required FAIL fails: the number of checks that fail it (one check moved by a",
               "hair cannot flip a verdict that two or more checks give) and the farthest failing check past its",
               "threshold, as a share of the threshold.", ""]
-    thresholds = {c.id: (c.min if c.min is not None else c.max) for c in headline}
-
     def past(r, check_id):
-        value, threshold = r["compared"].get(check_id), thresholds.get(check_id)
+        value, threshold = r["compared"].get(check_id), r["limit"].get(check_id)
         if value is None or not threshold:
             return 0.0
         return abs(value - threshold) / abs(threshold)

@@ -50,6 +50,7 @@ def test_readme_rule_quotes_the_default_policy(check):
     """Every limit, the bound, the severity and the named metric of a README row are the policy's."""
     rule = TABLE[check.id]
     limits = {v for v in (check.min, check.max, check.threshold) if v is not None}
+    limits |= set((check.with_masks or {}).values())  # "..., <limit> where every object region is a mask"
     if "fewer than" in rule:  # the row quotes the check's min_samples too
         limits.add(float(check.min_samples))
     assert _numbers(rule) == limits, (f"README row `{check.id}` quotes {sorted(_numbers(rule))}; "

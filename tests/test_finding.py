@@ -30,6 +30,21 @@ def test_a_hot_spot_is_placed_by_where_it_sits(rect, expected):
     assert PLACES[place(spot, spot.astype(float), obj)] == expected
 
 
+def test_a_hot_spot_is_placed_by_its_hottest_pixel_not_by_what_it_touches():
+    # one spot joins the heat spilling past the object to a mark in the top-left corner, hottest at the mark:
+    # it touches the object, but the map points at the corner (a Decoy-MNIST partial's spots look like this)
+    obj = np.zeros((64, 64), bool)
+    obj[12:30, 12:30] = True
+    spot = np.zeros((64, 64), bool)
+    spot[0:12, 0:14] = True
+    heat = np.where(spot, 0.3, 0.0)
+    heat[0:5, 0:5] = 1.0
+    assert PLACES[place(spot, heat, obj)] == "in a corner"
+    heat = np.where(spot, 0.3, 0.0)
+    heat[9:12, 10:14] = 1.0  # the same spot hottest right by the object
+    assert PLACES[place(spot, heat, obj)] == "beside the object"
+
+
 def _result(check_id, metric, outcome, slice_="overall", maximum=None, compared=float("nan")):
     nan = float("nan")
     return CheckResult(check_id=check_id, slice=slice_, metric=metric, aggregate="mean", bound="lower",

@@ -410,3 +410,39 @@ def test_a_pass_on_the_lenient_end_with_the_estimate_beyond_the_threshold_says_n
     assert clean.outcome == "PASS" and "not shown" not in clean.message
     point = only(make_policy({"metric": "lift", "bound": "point", "min": 0.1}), table)
     assert "not shown" not in point.message
+
+
+# ---- limits for masks (with_masks) -------------------------------------------------------------------
+
+@pytest.mark.parametrize(("regions", "outcome", "limit"), [
+    (["mask"] * 10, "PASS", 1.0),  # every region a mask: the mask limit (1.0) judges 1.2
+    (["mask"] * 8 + ["none"] * 2, "PASS", 1.0),  # samples without an object region do not count
+    (["mask"] * 9 + ["box"], "FAIL", 1.5),  # one box: the set keeps the check's own limit
+    (["mask"] * 9 + ["mask+box"], "FAIL", 1.5),  # a sample mixing both is not a mask region
+    (["box"] * 10, "FAIL", 1.5),
+])
+def test_with_masks_limits_apply_only_where_every_object_region_is_a_mask(regions, outcome, limit):
+    policy = make_policy({"metric": "lift", "min": 1.5, "with_masks": {"min": 1.0}})
+    table = make_table(["a"] * 10, lift=1.2)
+    table["region"] = np.array(regions, dtype=object)
+    result = only(policy, table)
+    assert (result.outcome, result.min) == (outcome, limit)
+    assert ("limits for masks" in result.message) == (limit == 1.0)
+
+
+def test_with_masks_replaces_only_the_limit_it_names():
+    policy = make_policy({"metric": "lift", "min": 1.0, "max": 2.0, "with_masks": {"max": 1.5}})
+    table = make_table(["a"] * 10, lift=1.8)
+    table["region"] = np.array(["mask"] * 10, dtype=object)
+    result = only(policy, table)
+    assert (result.outcome, result.min, result.max) == ("FAIL", 1.0, 1.5)
+    del table["region"]  # a table without the column (an older shard): box limits
+    assert only(policy, table).outcome == "PASS"
+
+
+def test_a_policy_without_with_masks_keeps_its_hash_shape():
+    policy = make_policy({"metric": "lift", "min": 1.5})
+    assert "with_masks" not in policy.to_dict()["checks"][0]
+    masked = make_policy({"metric": "lift", "min": 1.5, "with_masks": {"min": 1.0}})
+    assert masked.to_dict()["checks"][0]["with_masks"] == {"min": 1.0}
+    assert masked.content_hash != policy.content_hash

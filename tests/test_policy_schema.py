@@ -299,3 +299,15 @@ def test_policy_options_reach_the_engine_as_the_engine_reads_them():
                                     .explainer.options)["max_channels"]) is None
     options = dict(load_policy(with_explainer("augmented_gradcam", {"fill": "zeros", "views": 4})).explainer.options)
     assert validate_options({**METHOD_OPTIONS["augmented_gradcam"], **options})["fill"] == "zeros"
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    ("    with_masks: {max: 2.0}\n", "checks[0].with_masks.max: the check has no max for the mask limit to replace"),
+    ("    with_masks: {}\n", "checks[0].with_masks: give min and/or max"),
+    ("    with_masks: {mn: 1.0}\n", "'mn'"),
+    ("    max: 1.8\n    with_masks: {min: 1.9}\n", "checks[0].with_masks.min: min 1.9 is greater than max 1.8"),
+    ("    with_masks: 1.0\n", "checks[0].with_masks"),
+])
+def test_with_masks_refusals_name_the_key(tmp_path, extra, expected):
+    message = refuse(tmp_path, BASE.replace("    min: 1.5\n", "    min: 1.5\n" + extra))
+    assert expected in message, message

@@ -585,6 +585,8 @@ def _describe_check(check) -> str:
         rule += f" >= {check.threshold}"  # a rate: the share of samples at or above the threshold
     parts = [rule, "point estimate" if check.bound == "point" else f"{check.bound} bound"]
     parts += [f"{name} {value}" for name, value in (("min", check.min), ("max", check.max)) if value is not None]
+    if check.with_masks:
+        parts += [f"{name} {value} where every object region is a mask" for name, value in check.with_masks.items()]
     if check.change:
         parts += [f"change {kind} {value} vs the baseline" for kind, value in check.change.items()]
     slices = check.slices if isinstance(check.slices, str) else "[" + ", ".join(check.slices) + "]"

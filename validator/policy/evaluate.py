@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 import numpy as np
@@ -49,8 +49,12 @@ def evaluate(policy: Policy, table: Mapping[str, np.ndarray], *, data_summary: M
     results = data_checks(policy, classes, data_summary)
     available = data_summary.get("available_per_class")  # the overall slice is weighted to the data's classes
     no_boxes = data_summary.get("n_with_box") == 0
+    masks_only = every_region_is_a_mask(table)
     for check in policy.checks:
         info = infos[check.metric]
+        mask_limits = bool(check.with_masks) and masks_only
+        if mask_limits:
+            check = replace(check, **check.with_masks)
         if no_boxes and info.needs_box:
             results.append(_no_box_result(check))
             continue
@@ -70,11 +74,23 @@ def evaluate(policy: Policy, table: Mapping[str, np.ndarray], *, data_summary: M
                 result.message += "; " + corner_sentence(table, _slice_rows(labels, class_name))
             if result.outcome in (FAIL, WARN) and check.metric.startswith(EDGE_PREFIXES):
                 result.message += "; " + edge_sentence(table, _slice_rows(labels, class_name))
+            if mask_limits:
+                result.message += "; judged by the check's limits for masks (every object region is a mask)"
             if result.n < check.min_samples:  # too few values: say why when the metric knows (faithfulness_gain)
                 why = undefined_sentence(table, info, _slice_rows(labels, class_name))
                 result.message += f"; {why}" if why else ""
             results.append(result)
     return distrust_heatmaps(apply_waivers(results, policy.waivers, today), infos)
+
+
+def every_region_is_a_mask(table: Mapping[str, np.ndarray]) -> bool:
+    """True when every sample with an object region has it from masks alone (the ``region`` column): then a
+    check's ``with_masks`` limits apply. A set mixing boxes and masks keeps the box limits."""
+    if "region" not in table:
+        return False
+    regions = np.asarray(table["region"], dtype=object)
+    regions = regions[(regions != "none") & np.not_equal(regions, None)]
+    return bool(len(regions)) and bool(np.all(regions == "mask"))
 
 
 def distrust_heatmaps(results: list[CheckResult], infos: Mapping[str, MetricInfo]) -> list[CheckResult]:

@@ -53,7 +53,7 @@ class Probes:
     counterfactual: bool = True  # background-only and Mixed-Rand forward passes on every audited image
     fill: str = "tile"
     # deletion / insertion against a random order: 4 * steps - 3 forward passes per image (5 at 2 steps)
-    hotspot_samples: int = 64  # hot spot vs random region filled: 2 forward passes per image, on this many
+    hotspot_samples: int = 200  # hot spot vs random region filled: 2 forward passes per image, on this many
     faithfulness_samples: int = 32
     faithfulness_steps: int = 2  # >= 2: with one step the map and the random order share every point
     faithfulness_baseline: str = "blur"
@@ -88,6 +88,9 @@ class Check:
     min_samples: int = 30
     on_missing: str = "fail"  # not_judged | warn | fail
     description: str | None = None
+    # {"min": x} and/or {"max": y}: the limits that replace min/max where every object region is a mask
+    # (a mask is tighter than its box, so heat and paste scores shift; calibrated separately)
+    with_masks: dict | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -104,6 +107,8 @@ class Check:
             "slices": self.slices if isinstance(self.slices, str) else list(self.slices),
             "min_samples": self.min_samples,
             "on_missing": self.on_missing,
+            # only when set: a policy that does not use it keeps its hash
+            **({"with_masks": dict(self.with_masks)} if self.with_masks else {}),
         }
 
 

@@ -46,7 +46,7 @@ _REGION_NAME = re.compile(r"^[a-z0-9_]+$")
 _TOP_KEYS = ("name", "version", "classes", "explainer", "sample", "probes", "regions", "on_missing_baseline",
              "multiple_comparisons", "checks", "waivers")
 _CHECK_KEYS = ("id", "description", "metric", "aggregate", "threshold", "bound", "min", "max", "change",
-               "severity", "slices", "min_samples", "on_missing")
+               "severity", "slices", "min_samples", "on_missing", "with_masks")
 
 
 def builtin_policy_path(name: str) -> Path:
@@ -185,7 +185,7 @@ def _probes(raw: object, source: Source) -> Probes:
     return Probes(
         counterfactual=enabled_value,
         fill=cf.choice("fill", FILLS, "tile"),
-        hotspot_samples=hotspot.integer("samples", 64, lo=0),
+        hotspot_samples=hotspot.integer("samples", 200, lo=0),
         faithfulness_samples=faith.integer("samples", 32, lo=0),
         faithfulness_steps=faith.integer("steps", 2, lo=2),  # 1 step has no inner point: no gain to judge
         faithfulness_baseline=faith.choice("baseline", BASELINES, "blur"),
@@ -276,6 +276,7 @@ def _check(raw: object, path: str, source: Source, classes, sample: SampleSpec,
     change = _change(f, metric, info)
     if low is None and high is None and change is None:
         raise f.error("min", "a check needs min, max or change")
+    with_masks = _with_masks(f, low, high, lo, hi, what)
     severity = f.choice("severity", SEVERITIES, "fail")
     slices = _slices(f, classes)
     return Check(
@@ -287,7 +288,28 @@ def _check(raw: object, path: str, source: Source, classes, sample: SampleSpec,
         on_missing=f.choice("on_missing", ON_MISSING,
                             severity if slices == "overall" else _small(sample.on_small_class, severity)),
         description=f.string("description", None),
+        with_masks=with_masks,
     )
+
+
+def _with_masks(f: Fields, low, high, lo: float, hi: float, what: str) -> dict | None:
+    """``with_masks: {min: x, max: y}``: limits for data whose every object region is a mask. Each replaces a
+    limit the check already has, so the direction of the check cannot change with the data."""
+    raw = f.raw.get("with_masks")
+    if raw is None:
+        return None
+    m = Fields(raw, f.key_path("with_masks"), f.source, ("min", "max"), "with_masks")
+    limits = {key: m.number(key, None, lo=lo, hi=hi, what=what) for key in ("min", "max")}
+    limits = {key: value for key, value in limits.items() if value is not None}
+    if not limits:
+        raise f.error("with_masks", "give min and/or max, e.g. {min: 0.1}")
+    for key, own in (("min", low), ("max", high)):
+        if key in limits and own is None:
+            raise m.error(key, f"the check has no {key} for the mask limit to replace")
+    new_low, new_high = limits.get("min", low), limits.get("max", high)
+    if new_low is not None and new_high is not None and new_low > new_high:
+        raise m.error("min", f"min {new_low:g} is greater than max {new_high:g}")
+    return limits
 
 
 _SMALL_RANK = {"not_judged": 0, "warn": 1, "inconclusive": 2, "fail": 3}

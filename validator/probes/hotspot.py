@@ -13,13 +13,22 @@ is filled and not when the random region is: a large drop. A model reading the o
 ``hotspot_flip`` is the same difference for the prediction: 1 when filling the hot spot changes a correct
 answer and filling the random region does not.
 
-The hot spot: heat outside the object pixels, thresholded at ``cam_threshold`` (20%, the localisation scores'
-largest-component threshold) of its own maximum, 8-connected components (cv2, as ``largest_component_box``),
-the component holding the most heat. A sample without an object region (box-free data, or boxes that
-cover no pixel) is not probed (NaN): "off the object" has no meaning there, and a clean model's hottest spot
-is then most often the object itself, wherever it sits (a central-quarter stand-in failed a clean control
-whose objects are off-centre). Box-free data is judged by the corner and edge scores. The random region is drawn from the run seed and the sample's index
-in the whole set (never the batch), so a sample's result does not depend on the batch size.
+The object keeps its outline: every pixel within ``beside_reach`` (3% of the shorter side, at least 1 px;
+2 px at 64, 7 px at 224) of the object region counts as the object here. It is neither in the hot spot nor in
+the random region, nor copied into a fill. A clean model's map is often hottest just past the object's edge,
+where its outline's contrast is, and filling that edge changes the object itself. On the shapes controls it
+turned a square's corner into background often enough that a clean model read as a mark reader (mean drop
+0.084 at n=200 without this zone, 0.007 with it).
+
+The hot spot: heat outside the object and its outline, thresholded at ``cam_threshold`` (20%, the
+localisation scores' largest-component threshold) of its own maximum, 8-connected components (cv2, as
+``largest_component_box``), the component holding the most heat. The random region is matched to it in its
+distance from the object (``random_region``): beside the object for a spot beside it, not beside it
+otherwise. A sample without an object region (box-free data, or boxes that cover no pixel) is not probed
+(NaN): "off the object" has no meaning there, and a clean model's hottest spot is then most often the object
+itself, wherever it sits (a central-quarter stand-in failed a clean control whose objects are off-centre).
+Box-free data is judged by the corner and edge scores. The random region is drawn from the run seed and the
+sample's index in the whole set (never the batch), so a sample's result does not depend on the batch size.
 
 Cost: 2 forward passes per image (hot spot and random region, in one batch); the explainer's probabilities
 give the original prediction. Rows get NaN where there is no object region, no heat outside the object (a
@@ -34,20 +43,22 @@ import cv2
 import numpy as np
 
 from validator.errors import UsageError
-from validator.metrics.localisation import BORDER_FRACTION, CORNER_FRACTION
+from validator.metrics.localisation import BORDER_FRACTION, CORNER_FRACTION, ring_side_radius
 from validator.probes.counterfactual import _background_only, _call, _check_fill, _check_images, _masks
 
 COLUMNS = ("hotspot_drop", "hotspot_flip", "hotspot_place")
-# Where a hot spot sits, in this order of precedence (``hotspot_place`` is the index): touching the object
-# (within BESIDE_FRACTION of the shorter side), its heat-weighted centre in a corner square (CORNER_FRACTION
-# of each side, the corner scores' squares), in the border band (BORDER_FRACTION, the edge scores' band), or
-# elsewhere in the background.
+# Where a hot spot sits (``hotspot_place`` is the index), by its hottest pixel, where the map points most, in
+# this order of precedence: beside the object (within the beside-heat check's ring, RING_SIDE_WIDTH of the
+# shorter side, of the object), in a corner square (CORNER_FRACTION of each side, the corner scores'
+# squares), in the border band (BORDER_FRACTION, the edge scores' band), or elsewhere in the background.
+# The hottest pixel, not the spot's extent or centre: a spot often joins the mark to the heat spilling past
+# the object, and so touches the object when the mark does not (Decoy-MNIST partial, 59% of its decisive
+# spots called "beside" by contact, 36% by the hottest pixel; benchmarks/README.md).
 PLACES = ("beside the object", "in a corner", "along an edge", "in the background")
+# The object's outline zone, as a share of the shorter side (module doc).
 BESIDE_FRACTION = 0.03
 
 FORWARD_PASSES = 2
-# Random placements tried per image (drawn at once, so the draw does not depend on which one fits).
-PLACEMENT_TRIES = 64
 
 
 def hot_spot(heat: np.ndarray, exclude: np.ndarray, cam_threshold: float = 0.2) -> np.ndarray:
@@ -65,42 +76,58 @@ def hot_spot(heat: np.ndarray, exclude: np.ndarray, cam_threshold: float = 0.2) 
 
 
 def random_region(spot: np.ndarray, exclude: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
-    """The spot's shape moved to a random place clear of ``exclude`` (the one overlapping the spot least,
-    first drawn on ties); None where no tried place is clear."""
+    """The spot's shape moved to a random place clear of ``exclude`` and matched in its distance to it; None
+    where the shape fits nowhere clear of ``exclude``.
+
+    Filling background right beside an object disturbs a clean model (the fill's seam touches the object's
+    outline), so a spot beside ``exclude`` (within ``beside_reach`` px of it, chessboard distance) is
+    compared with a region at the same distance from it, and a spot farther off with a region not beside it. Every placement is scored at once; where none matches, those that match most nearly are kept.
+    Of those, the ones overlapping the spot least are kept, and ``rng`` draws one."""
     height, width = spot.shape
     rows, cols = np.flatnonzero(spot.any(axis=1)), np.flatnonzero(spot.any(axis=0))
     crop = spot[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
     bh, bw = crop.shape
-    ys = rng.integers(0, height - bh + 1, PLACEMENT_TRIES)
-    xs = rng.integers(0, width - bw + 1, PLACEMENT_TRIES)
-    best, best_overlap = None, np.inf
-    for y, x in zip(ys, xs, strict=True):
-        if (exclude[y:y + bh, x:x + bw] & crop).any():
-            continue
-        overlap = (spot[y:y + bh, x:x + bw] & crop).sum()
-        if overlap < best_overlap:
-            best, best_overlap = (y, x), overlap
-            if overlap == 0:
-                break
-    if best is None:
+    kernel = crop.astype(np.float32)
+
+    def under(mask):  # [y, x]: pixels of ``mask`` under the crop placed with its top-left corner at (y, x)
+        counts = cv2.filter2D(mask.astype(np.float32), -1, kernel, anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
+        return np.rint(counts[:height - bh + 1, :width - bw + 1])
+
+    clear = under(exclude) == 0
+    if not clear.any():
         return None
+    if exclude.any():
+        distance = cv2.distanceTransform((~exclude).astype(np.uint8), cv2.DIST_C, 3)  # 1 = touching
+        nearest = cv2.erode(distance, crop.astype(np.uint8), anchor=(0, 0), borderType=cv2.BORDER_CONSTANT,
+                            borderValue=float(height + width))[:height - bh + 1, :width - bw + 1]
+        reach = beside_reach(height, width)
+        own = distance[spot].min()
+        mismatch = np.abs(nearest - own) if own <= reach else np.maximum(reach + 1 - nearest, 0.0)
+        clear &= mismatch <= mismatch[clear].min()
+    overlap = np.where(clear, under(spot), np.inf)
+    ys, xs = np.nonzero(overlap == overlap.min())
+    pick = int(rng.integers(len(ys)))
     placed = np.zeros_like(spot)
-    placed[best[0]:best[0] + bh, best[1]:best[1] + bw] = crop
+    placed[ys[pick]:ys[pick] + bh, xs[pick]:xs[pick] + bw] = crop
     return placed
 
 
+def beside_reach(height: int, width: int) -> int:
+    """Pixels (chessboard distance) within which a spot counts as beside the object."""
+    return max(1, round(BESIDE_FRACTION * min(height, width)))
+
+
 def place(spot: np.ndarray, heat: np.ndarray, exclude: np.ndarray) -> int:
-    """Index into ``PLACES`` of where ``spot`` (a non-empty bool mask) sits, ``exclude`` being the object."""
+    """Index into ``PLACES`` of where ``spot`` (a non-empty bool mask) sits, by its hottest pixel; ``exclude``
+    is the object with its outline zone (``beside_reach`` px), all False for none."""
     height, width = spot.shape
-    reach = max(1, round(BESIDE_FRACTION * min(height, width)))
-    near = cv2.dilate(exclude.astype(np.uint8), np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)).astype(bool)
-    if exclude.any() and (spot & near).any():
-        return 0
-    weights = np.where(spot, np.maximum(np.nan_to_num(heat), 0.0), 0.0)
-    if weights.sum() <= 0:
-        weights = spot.astype(float)
-    ys, xs = np.indices(spot.shape)
-    cy, cx = (ys * weights).sum() / weights.sum() + 0.5, (xs * weights).sum() / weights.sum() + 0.5
+    weights = np.where(spot, np.nan_to_num(heat.astype(np.float64)), -np.inf)
+    y, x = np.unravel_index(int(np.argmax(weights)), spot.shape)
+    if exclude.any():
+        distance = cv2.distanceTransform((~exclude).astype(np.uint8), cv2.DIST_C, 3)[y, x]
+        if distance + beside_reach(height, width) <= ring_side_radius(height, width):
+            return 0
+    cy, cx = y + 0.5, x + 0.5
     in_x = min(cx, width - cx) < CORNER_FRACTION * width
     in_y = min(cy, height - cy) < CORNER_FRACTION * height
     if in_x and in_y:
@@ -111,10 +138,14 @@ def place(spot: np.ndarray, heat: np.ndarray, exclude: np.ndarray) -> int:
 
 
 def _object_masks(boxes, n: int, height: int, width: int, masks=None) -> np.ndarray:
-    """Object pixels per sample: its mask where it has one, else its boxes (all False where it has neither)."""
+    """Object pixels per sample with their outline (module doc): its mask where it has one, else its boxes,
+    grown by ``beside_reach`` px (all False where it has neither)."""
     if boxes is None:
         return np.zeros((n, height, width), dtype=bool)
-    return _masks(boxes, n, height, width, masks)
+    objects = _masks(boxes, n, height, width, masks)
+    reach = beside_reach(height, width)
+    kernel = np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)
+    return np.stack([cv2.dilate(o.astype(np.uint8), kernel).astype(bool) for o in objects]) if n else objects
 
 
 def _filled(images, objects, regions, fill):
