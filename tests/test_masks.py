@@ -390,3 +390,29 @@ def test_masks_change_the_pastes_but_not_what_background_only_removes(tmp_path, 
         np.testing.assert_array_equal(tables[True][name], tables[False][name], err_msg=name)
     for name in ("object_only_correct", "mixed_same_correct"):
         assert np.isfinite(tables[True][name]).all() and np.isfinite(tables[False][name]).all(), name
+
+
+def test_mask_limits_judge_masked_data_whole_or_sharded_and_never_box_data(tmp_path, untrained_model):
+    """End to end: a check whose box limit cannot be met (mean energy >= 0.99) and whose mask limit always is (>= 0):
+    masked data PASSes under its mask limit, in one process and merged from 3 shards alike (the ``region``
+    column travels through the shard files); the same images with boxes FAIL under the box limit."""
+    from validator.datasets.synthetic import write_dataset
+    from validator.gate import audit, merge
+
+    policy = tmp_path / "p.yaml"
+    policy.write_text("name: t\nversion: 1\nchecks:\n  - {id: e, metric: energy, aggregate: mean, min: 0.99, "
+                      "min_samples: 5, with_masks: {min: 0.0}}\n")
+    common = {"today": date(2026, 12, 6), "batch_size": 8, "policy": policy}
+    masked = write_dataset(tmp_path / "masked", 18, seed=5, segmentation=True)
+    boxed = write_dataset(tmp_path / "boxed", 18, seed=5, segmentation=False)
+    whole = audit(str(untrained_model), str(masked.coco_path), out=tmp_path / "whole", **common)
+    parts = [audit(str(untrained_model), str(masked.coco_path), out=tmp_path / f"s{i}", shard=f"{i}/3", **common)
+             for i in (1, 2, 3)]
+    assert all(p.status == "PARTIAL" for p in parts), [p.error for p in parts]
+    merged = merge([tmp_path / f"s{i}" for i in (1, 2, 3)], out=tmp_path / "merged", today=common["today"])
+    boxes = audit(str(untrained_model), str(boxed.coco_path), out=tmp_path / "boxes", **common)
+    outcome = {name: next(c for c in v.to_dict()["checks"] if c["check_id"] == "e")
+               for name, v in (("whole", whole), ("merged", merged), ("boxes", boxes))}
+    assert [(c["outcome"], c["min"]) for c in outcome.values()] == [("PASS", 0.0), ("PASS", 0.0), ("FAIL", 0.99)]
+    assert "limits for masks" in outcome["whole"]["message"] and "limits for masks" in outcome["merged"]["message"]
+    assert "limits for masks" not in outcome["boxes"]["message"]
